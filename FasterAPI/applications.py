@@ -1,0 +1,372 @@
+"""``Faster``: the ASGI application, its routes, lifespan and exception handling."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .datastructures import State
+from .dependencies import Depends
+from .exceptions import (
+    HTTPException,
+    InvalidJSONMessage,
+    RequestValidationError,
+    UnexpectedFrameType,
+    WebSocketDisconnect,
+    WebSocketException,
+)
+from .requests import Request
+from .responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from .routing import APIRouter, BaseRoute, Handler, Router, WebSocketRoute
+from .types import Receive, Scope, Send
+from .websockets import WebSocket, WebSocketState
+
+if TYPE_CHECKING:
+    from .pubsub.backends.base import Backend
+    from .pubsub.hub import Hub
+
+logger = logging.getLogger("fasterapi")
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response] | Response]
+
+_json_encode = msgspec.json.Encoder().encode
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+class Faster(APIRouter):
+    """The application: ``app = Faster()``, then ``@app.get``, ``@app.websocket``...
+
+    ``backend`` picks the pub/sub relay for rooms and broadcast: ``"memory://"`` (one
+    process, the default), ``"redis://host:6379/0"``, or a backend object. When it is not
+    given, the ``FASTERAPI_BACKEND`` environment variable decides.
+    """
+
+    def __init__(
+        self,
+        *,
+        lifespan: Lifespan | None = None,
+        on_startup: Sequence[Callable[[], Any]] = (),
+        on_shutdown: Sequence[Callable[[], Any]] = (),
+        exception_handlers: Mapping[int | type[Exception], ExceptionHandler] | None = None,
+        dependencies: Sequence[Depends] = (),
+        backend: str | Backend | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        **hub_options: Any,
+    ) -> None:
+        super().__init__(dependencies=dependencies)
+        self.router = Router()
+        self.state = State()
+        self.lifespan_context = lifespan
+        self.on_startup = list(on_startup)
+        self.on_shutdown = list(on_shutdown)
+        self.exception_handlers: dict[int | type[Exception], ExceptionHandler] = dict(exception_handlers or {})
+        self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
+        self._backend_option = backend
+        self._hub_options = hub_options
+        self._hub: Hub | None = None
+
+    # -- routes --------------------------------------------------------------------------
+
+    def add_route(self, route: BaseRoute) -> None:
+        self.router.add(route)
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self.router.routes
+
+    @routes.setter
+    def routes(self, value: list[BaseRoute]) -> None:
+        # APIRouter.__init__ assigns an empty list; the Router owns the real one.
+        pass
+
+    def exception_handler(self, key: int | type[Exception]) -> Callable[[Handler], Handler]:
+        """Register a handler for an exception class or an HTTP status code."""
+
+        def decorator(func: Handler) -> Handler:
+            self.exception_handlers[key] = func
+            return func
+
+        return decorator
+
+    def on_event(self, event: str) -> Callable[[Handler], Handler]:
+        """``@app.on_event("startup")`` / ``("shutdown")``."""
+        if event not in ("startup", "shutdown"):
+            raise ValueError(f"Unknown event {event!r}; expected 'startup' or 'shutdown'")
+
+        def decorator(func: Handler) -> Handler:
+            (self.on_startup if event == "startup" else self.on_shutdown).append(func)
+            return func
+
+        return decorator
+
+    # -- the hub -------------------------------------------------------------------------
+
+    @property
+    def hub(self) -> Hub:
+        """The rooms and broadcast hub (created on first use, started with the lifespan)."""
+        if self._hub is None:
+            from .pubsub.hub import Hub
+
+            self._hub = Hub(self._backend_option, **self._hub_options)
+        return self._hub
+
+    async def broadcast(self, room: str, data: Any, *, exclude: WebSocket | str | None = None) -> None:
+        """Send ``data`` to every member of ``room`` on every worker sharing the backend.
+
+        ``str`` goes out as a text frame, ``bytes`` as binary, anything else as JSON text.
+        """
+        await self.hub.broadcast(room, data, exclude=exclude)
+
+    async def send_to(self, connection_id: str, data: Any) -> None:
+        """Send ``data`` to one connection (``ws.id``), whichever worker holds it."""
+        await self.hub.send_to(connection_id, data)
+
+    async def room_size(self, room: str) -> int:
+        """How many connections are in ``room`` across the cluster."""
+        return await self.hub.room_size(room)
+
+    async def room_members(self, room: str) -> list[str]:
+        """The connection ids in ``room`` across the cluster."""
+        return await self.hub.room_members(room)
+
+    def on_backend_reconnect(self, func: Handler) -> Handler:
+        """Call ``func`` (sync or async) in each worker after its backend reconnects.
+
+        Pub/sub is at-most-once: messages published during the outage were missed, so this
+        is where an app resyncs its clients.
+        """
+        self.hub.reconnect_hooks.append(func)
+        return func
+
+    # -- ASGI ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        kind = scope["type"]
+        if kind == "http":
+            await self._handle_http(scope, receive, send)
+        elif kind == "websocket":
+            await self._handle_websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._handle_lifespan(scope, receive, send)
+        else:
+            raise RuntimeError(f"Unsupported ASGI scope type {kind!r}")
+
+    async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route, params, allowed = self.router.match_http(scope["method"], scope["path"])
+        request = Request(scope, receive)
+        try:
+            if route is None:
+                await self._no_route(scope, allowed, request)
+            scope["path_params"] = params
+            dependant = route.dependant  # type: ignore[union-attr]
+            if dependant.needs_stack:
+                async with AsyncExitStack() as stack:
+                    result = await dependant.call_with(request, params, stack)
+            elif dependant.trivial and dependant.kind == "async":
+                result = await dependant.call()
+            else:
+                result = await dependant.call_with(request, params, None)
+        except Exception as error:
+            response = await self._handle_error(request, error)
+            await response(scope, receive, send)
+            return
+        if isinstance(result, Response):
+            await result(scope, receive, send)
+            return
+        assert route is not None
+        if route.response_class is not None:
+            await route.response_class(result, status_code=route.status_code or 200)(scope, receive, send)
+            return
+        body = _json_encode(result)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": route.status_code or 200,
+                "headers": [_JSON_TYPE, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _no_route(self, scope: Scope, allowed: set[str], request: Request) -> None:
+        if allowed:
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
+        path: str = scope["path"]
+        if path != "/":
+            other = path[:-1] if path.endswith("/") else path + "/"
+            route, _, other_allowed = self.router.match_http(scope["method"], other)
+            if route is not None or other_allowed:
+                url = str(request.url).replace(path, other, 1)
+                raise _Redirect(url)
+        raise HTTPException(404)
+
+    async def _handle_error(self, request: Request, error: Exception) -> Response:
+        if isinstance(error, _Redirect):
+            return RedirectResponse(error.url)
+        handler = self._find_handler(error)
+        if handler is not None:
+            result = handler(request, error)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        if isinstance(error, HTTPException):
+            if error.status_code in (204, 304):
+                return Response(status_code=error.status_code, headers=error.headers)
+            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        if isinstance(error, RequestValidationError):
+            return JSONResponse({"detail": error.errors}, status_code=422)
+        logger.exception("Exception in %s %s", request.method, request.url.path)
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
+    def _find_handler(self, error: Exception) -> ExceptionHandler | None:
+        if not self.exception_handlers:
+            return None
+        if isinstance(error, HTTPException) and error.status_code in self.exception_handlers:
+            return self.exception_handlers[error.status_code]
+        for cls in type(error).__mro__:
+            if cls in self.exception_handlers:
+                return self.exception_handlers[cls]
+        return None
+
+    async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
+        route, params = self.router.match_websocket(scope["path"])
+        if route is None:
+            await _reject(ws, 404, "No WebSocket route for this path")
+            return
+        origins = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
+        if origins is not None and not _origin_allowed(ws, origins):
+            logger.warning("Rejected WebSocket %s from origin %r", scope["path"], ws.headers.get("origin"))
+            await _reject(ws, 403, "Origin not allowed")
+            return
+        scope["path_params"] = params
+        try:
+            async with AsyncExitStack() as stack:
+                await route.dependant.call_with(ws, params, stack)
+        except WebSocketDisconnect:
+            pass
+        except Exception as error:
+            await self._close_after_error(ws, route, error)
+        finally:
+            if ws.rooms or ws.outbox is not None:
+                await self.hub.discard(ws)
+        if ws.application_state is WebSocketState.CONNECTED:
+            await _quiet_close(ws, 1000)
+        elif ws.application_state is WebSocketState.CONNECTING:
+            await _quiet_close(ws, 1000)  # never accepted: the server answers 403
+
+    async def _close_after_error(self, ws: WebSocket, route: WebSocketRoute, error: Exception) -> None:
+        if isinstance(error, WebSocketException):
+            code, reason = error.code, error.reason
+        elif isinstance(error, RequestValidationError):
+            code, reason = 1008, _short(str(error.errors))
+            logger.info("WebSocket %s rejected: %s", route.path, error.errors)
+        elif isinstance(error, UnexpectedFrameType):
+            code, reason = 1003, _short(str(error))
+            logger.info("WebSocket %s closed: %s", route.path, error)
+        elif isinstance(error, InvalidJSONMessage):
+            code, reason = 1007, _short(str(error))
+            logger.info("WebSocket %s closed: %s", route.path, error)
+        else:
+            code, reason = 1011, ""
+            logger.exception("Exception in WebSocket handler %s", route.path)
+        if ws.application_state is WebSocketState.CONNECTING:
+            await _reject(ws, 403 if code != 1011 else 500, reason or "WebSocket handler failed")
+        elif ws.application_state is WebSocketState.CONNECTED:
+            await _quiet_close(ws, code, reason)
+
+    async def _handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+        await receive()
+        try:
+            async with self._lifespan() as state:
+                if state:
+                    if "state" not in scope:
+                        raise RuntimeError("The server does not support lifespan state")
+                    scope["state"].update(state)
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()
+        except BaseException as error:
+            logger.exception("Lifespan %s failed", "shutdown" if started else "startup")
+            kind = "shutdown" if started else "startup"
+            await send({"type": f"lifespan.{kind}.failed", "message": f"{type(error).__name__}: {error}"})
+            raise
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[Mapping[str, Any] | None]:
+        """Hub first in and last out, around the user's startup/shutdown and lifespan."""
+        await self.hub.start()
+        try:
+            for func in self.on_startup:
+                result = func()
+                if inspect.isawaitable(result):
+                    await result
+            if self.lifespan_context is None:
+                yield None
+            else:
+                async with self.lifespan_context(self) as state:
+                    yield state
+            for func in self.on_shutdown:
+                result = func()
+                if inspect.isawaitable(result):
+                    await result
+        finally:
+            await self.hub.stop()
+
+
+class _Redirect(Exception):
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def _origin_allowed(ws: WebSocket, origins: frozenset[str]) -> bool:
+    if "*" in origins:
+        return True
+    origin = ws.headers.get("origin")
+    # Non-browser clients send no Origin; cross-site protection is about browsers.
+    return origin is None or origin in origins
+
+
+def _short(reason: str) -> str:
+    # A close reason must fit a control frame: 123 bytes of UTF-8.
+    encoded = reason.encode()[:123]
+    return encoded.decode("utf-8", "ignore")
+
+
+async def _reject(ws: WebSocket, status: int, detail: str) -> None:
+    """Refuse a handshake: an HTTP response where the server supports it, else a 403."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}) and status != 403:
+        body = detail.encode()
+        await ws.send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await ws._send({"type": "websocket.http.response.body", "body": body})
+        ws.application_state = WebSocketState.DISCONNECTED
+        return
+    await _quiet_close(ws, 1000)
+
+
+async def _quiet_close(ws: WebSocket, code: int, reason: str = "") -> None:
+    try:
+        await ws.close(code, reason)
+    except (RuntimeError, OSError, WebSocketDisconnect):
+        # The peer is already gone; there is nobody left to tell.
+        pass
+

@@ -1,0 +1,86 @@
+"""Every hub setting in one place: ``Faster(...)`` arguments, else ``FASTERAPI_*`` variables.
+
+=========================  ==============================  =========================================
+setting                    environment variable            default
+=========================  ==============================  =========================================
+backend                    FASTERAPI_BACKEND               ``memory://``
+send_queue_size            FASTERAPI_SEND_QUEUE_SIZE       512 messages per connection
+overflow                   FASTERAPI_OVERFLOW              ``close`` (1013), or ``drop_oldest``
+max_message_size           FASTERAPI_MAX_MESSAGE_SIZE      1 MiB per broadcast payload
+presence_ttl               FASTERAPI_PRESENCE_TTL          30 s (a dead worker's entries expire by then)
+health_interval            FASTERAPI_HEALTH_INTERVAL       5 s between end-to-end relay self-pings
+=========================  ==============================  =========================================
+
+A slow connection therefore holds at most ``send_queue_size`` messages of at most
+``max_message_size`` bytes each, on top of the server's own socket buffer.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class Overflow(enum.Enum):
+    """What happens when a connection's send queue is full."""
+
+    CLOSE = "close"  #: close it with 1013 (try again later); the client reconnects and resyncs
+    DROP_OLDEST = "drop_oldest"  #: drop its oldest queued message to make room
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    backend: str = "memory://"
+    send_queue_size: int = 512
+    overflow: Overflow = Overflow.CLOSE
+    max_message_size: int = 1024 * 1024
+    presence_ttl: float = 30.0
+    health_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.send_queue_size < 1:
+            raise ValueError(f"send_queue_size must be at least 1, got {self.send_queue_size}")
+        if self.max_message_size < 1:
+            raise ValueError(f"max_message_size must be at least 1, got {self.max_message_size}")
+        if self.presence_ttl <= 0:
+            raise ValueError(f"presence_ttl must be positive, got {self.presence_ttl}")
+        if self.health_interval <= 0:
+            raise ValueError(f"health_interval must be positive, got {self.health_interval}")
+
+    @classmethod
+    def load(cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> HubConfig:
+        """Arguments first, then ``FASTERAPI_<NAME>`` variables, then the defaults."""
+        environ = os.environ if environ is None else environ
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(options) - set(known)
+        if unknown:
+            raise TypeError(f"Unknown hub option(s) {sorted(unknown)}; expected some of {sorted(known)}")
+        values: dict[str, Any] = {}
+        for name, field in known.items():
+            if options.get(name) is not None:
+                raw: Any = options[name]
+            elif f"FASTERAPI_{name.upper()}" in environ:
+                raw = environ[f"FASTERAPI_{name.upper()}"]
+            else:
+                continue
+            values[name] = _coerce(name, field.default, raw)
+        return cls(**values)
+
+
+def _coerce(name: str, default: Any, raw: Any) -> Any:
+    try:
+        if isinstance(default, Overflow):
+            return raw if isinstance(raw, Overflow) else Overflow(str(raw).lower())
+        if isinstance(default, bool):
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return str(raw)
+    except ValueError:
+        choices = f" (one of {[o.value for o in Overflow]})" if isinstance(default, Overflow) else ""
+        raise ValueError(f"Bad value {raw!r} for hub setting {name!r}{choices}") from None

@@ -1,0 +1,278 @@
+"""``Depends`` and the compiled plan that fills a handler's arguments for each request.
+
+A handler's signature is read once, when the route is added, into a :class:`Dependant`:
+which arguments come from the path, query, headers, cookies or body, which are the
+connection itself, and which are sub-dependencies. Solving it per request does no
+introspection. Dependencies are cached per request (by callable) unless ``use_cache=False``;
+generator dependencies run their cleanup when the request ends, and see its exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Annotated, Any
+
+import msgspec
+
+from .exceptions import RequestValidationError
+from .params import (
+    Body,
+    ConversionError,
+    Cookie,
+    Header,
+    Param,
+    ParamSource,
+    Path,
+    Query,
+    converter_for,
+    is_sequence,
+    split_msgspec_error,
+)
+from .requests import HTTPConnection, Request
+from .websockets import WebSocket
+
+_MISSING: Any = msgspec.UNSET
+
+
+class Depends:
+    """Declare that an argument is produced by ``dependency`` (plain, async, or generator)."""
+
+    __slots__ = ("dependency", "use_cache")
+
+    def __init__(self, dependency: Callable[..., Any] | None = None, *, use_cache: bool = True) -> None:
+        self.dependency = dependency
+        self.use_cache = use_cache
+
+    def __repr__(self) -> str:
+        name = getattr(self.dependency, "__name__", repr(self.dependency))
+        return f"Depends({name})"
+
+
+class _Field:
+    """One argument read from the request: where, under which key, converted how."""
+
+    __slots__ = ("convert", "default", "key", "multi", "name", "source")
+
+    def __init__(
+        self, name: str, source: ParamSource, key: str, annotation: Any, default: Any
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.key = key
+        self.default = default
+        self.multi = source is ParamSource.QUERY and is_sequence(annotation)
+        self.convert = converter_for(annotation)
+
+
+class _BodyField:
+    __slots__ = ("decoder", "default", "name")
+
+    def __init__(self, name: str, annotation: Any, default: Any) -> None:
+        self.name = name
+        self.default = default
+        self.decoder = msgspec.json.Decoder(annotation)
+
+
+def _is_body_type(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is not None:
+        return any(_is_body_type(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _call_kind(func: Callable[..., Any]) -> str:
+    target = func if inspect.isfunction(func) or inspect.ismethod(func) else getattr(func, "__call__", func)  # noqa: B004
+    if inspect.isasyncgenfunction(target):
+        return "asyncgen"
+    if inspect.isgeneratorfunction(target):
+        return "gen"
+    if inspect.iscoroutinefunction(target):
+        return "async"
+    return "sync"
+
+
+class Dependant:
+    """The compiled argument plan of one callable (a handler or a dependency)."""
+
+    def __init__(
+        self,
+        call: Callable[..., Any],
+        path_param_names: frozenset[str] = frozenset(),
+        *,
+        extra: list[Depends] | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        self.call = call
+        self.use_cache = use_cache
+        self.kind = _call_kind(call)
+        self.connection_args: list[str] = []
+        self.fields: list[_Field] = []
+        self.body: _BodyField | None = None
+        self.sub: list[tuple[str | None, Dependant]] = []
+        for dep in extra or ():
+            if dep.dependency is None:
+                raise TypeError("Depends() in a dependencies list needs a callable")
+            self.sub.append((None, Dependant(dep.dependency, path_param_names, use_cache=dep.use_cache)))
+        hints = typing.get_type_hints(call if inspect.isroutine(call) else call.__call__, include_extras=True)  # type: ignore[operator]
+        for parameter in inspect.signature(call).parameters.values():
+            if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                continue
+            self._add(parameter, hints.get(parameter.name, Any), path_param_names)
+        # What the whole tree needs, so a request that needs nothing skips the work.
+        self.needs_body: bool = self.body is not None or any(d.needs_body for _, d in self.sub)
+        self.needs_stack: bool = self.kind in ("gen", "asyncgen") or any(d.needs_stack for _, d in self.sub)
+        self.trivial = not (self.fields or self.body or self.sub or self.connection_args)
+
+    def _add(self, parameter: inspect.Parameter, annotation: Any, path_names: frozenset[str]) -> None:
+        name = parameter.name
+        default = parameter.default
+        marker: Param | Depends | None = None
+        if typing.get_origin(annotation) is Annotated:
+            base, *metadata = typing.get_args(annotation)
+            for meta in metadata:
+                if isinstance(meta, Param | Depends):
+                    marker = meta
+            annotation = base
+        if isinstance(default, Param | Depends):
+            marker = default
+            default = marker.default if isinstance(marker, Param) else inspect.Parameter.empty
+        elif isinstance(marker, Param) and marker.default is not _MISSING:
+            default = marker.default
+        if default is inspect.Parameter.empty:
+            default = _MISSING
+
+        if isinstance(marker, Depends):
+            dependency = marker.dependency or annotation
+            self.sub.append((name, Dependant(dependency, path_names, use_cache=marker.use_cache)))
+            return
+        if isinstance(annotation, type) and issubclass(annotation, HTTPConnection):
+            if annotation not in (HTTPConnection, Request, WebSocket):
+                raise TypeError(f"Cannot inject {annotation.__name__} into {name!r}")
+            self.connection_args.append(name)
+            return
+        if marker is None:
+            if name in path_names:
+                marker = Path()
+            elif _is_body_type(annotation):
+                marker = Body()
+            else:
+                marker = Query()
+        if isinstance(marker, Body):
+            if self.body is not None:
+                raise TypeError(f"Only one body parameter is supported, got {self.body.name!r} and {name!r}")
+            self.body = _BodyField(name, annotation, default)
+            return
+        key = marker.alias or name
+        if isinstance(marker, Header) and marker.alias is None and marker.convert_underscores:
+            key = name.replace("_", "-")
+        if isinstance(marker, Path) and key not in path_names:
+            raise TypeError(f"Path parameter {key!r} is not in the route's path")
+        if isinstance(marker, Header | Cookie | Query | Path):
+            key = key.lower() if isinstance(marker, Header) else key
+        self.fields.append(_Field(name, marker.source, key, annotation, default))
+
+    async def solve(
+        self,
+        conn: HTTPConnection,
+        path_params: dict[str, str],
+        cache: dict[Callable[..., Any], Any],
+        stack: AsyncExitStack | None,
+        errors: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The keyword arguments for ``call``; problems are appended to ``errors``."""
+        values: dict[str, Any] = {}
+        for name, sub in self.sub:
+            if sub.use_cache and sub.call in cache:
+                result = cache[sub.call]
+            else:
+                sub_errors: list[dict[str, Any]] = []
+                kwargs = await sub.solve(conn, path_params, cache, stack, sub_errors)
+                if sub_errors:
+                    errors.extend(sub_errors)
+                    continue
+                result = await sub.run(kwargs, stack)
+                if sub.use_cache:
+                    cache[sub.call] = result
+            if name is not None:
+                values[name] = result
+        for name in self.connection_args:
+            values[name] = conn
+        for field in self.fields:
+            raw = self._raw_value(conn, field, path_params)
+            if raw is _MISSING:
+                if field.default is _MISSING:
+                    errors.append({"type": "missing", "loc": [field.source.value, field.key], "msg": "Field required"})
+                else:
+                    values[field.name] = field.default
+                continue
+            try:
+                values[field.name] = field.convert(raw)
+            except ConversionError as error:
+                errors.append({"type": error.kind, "loc": [field.source.value, field.key], "msg": error.msg})
+        if self.body is not None:
+            await self._solve_body(conn, values, errors)
+        return values
+
+    @staticmethod
+    def _raw_value(conn: HTTPConnection, field: _Field, path_params: dict[str, str]) -> Any:
+        source = field.source
+        if source is ParamSource.PATH:
+            return path_params.get(field.key, _MISSING)
+        if source is ParamSource.QUERY:
+            if field.multi:
+                found = conn.query_params.getlist(field.key)
+                return found if found else _MISSING
+            return conn.query_params.get(field.key, _MISSING)
+        if source is ParamSource.HEADER:
+            return conn.headers.get(field.key, _MISSING)
+        return conn.cookies.get(field.key, _MISSING)
+
+    async def _solve_body(self, conn: HTTPConnection, values: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+        assert self.body is not None and isinstance(conn, Request)
+        field = self.body
+        raw = await conn.body()
+        if not raw:
+            if field.default is _MISSING:
+                errors.append({"type": "missing", "loc": ["body"], "msg": "Field required"})
+            else:
+                values[field.name] = field.default
+            return
+        try:
+            values[field.name] = field.decoder.decode(raw)
+        except msgspec.ValidationError as error:
+            msg, loc = split_msgspec_error(str(error))
+            errors.append({"type": "validation", "loc": ["body", *loc], "msg": msg})
+        except msgspec.DecodeError as error:
+            errors.append({"type": "json_invalid", "loc": ["body"], "msg": f"Invalid JSON: {error}"})
+
+    async def run(self, kwargs: dict[str, Any], stack: AsyncExitStack | None) -> Any:
+        """Call ``call`` with ``kwargs``; sync callables run in a worker thread."""
+        kind = self.kind
+        if kind == "async":
+            return await self.call(**kwargs)
+        if kind == "sync":
+            return await asyncio.to_thread(functools.partial(self.call, **kwargs))
+        assert stack is not None, "generator dependencies need an exit stack"
+        if kind == "asyncgen":
+            manager: Any = contextlib.asynccontextmanager(self.call)(**kwargs)
+            return await stack.enter_async_context(manager)
+        sync_manager = contextlib.contextmanager(self.call)(**kwargs)
+        return stack.enter_context(sync_manager)
+
+    async def call_with(
+        self, conn: HTTPConnection, path_params: dict[str, str], stack: AsyncExitStack | None
+    ) -> Any:
+        """Solve and call in one go; raises :class:`RequestValidationError` on bad input."""
+        errors: list[dict[str, Any]] = []
+        kwargs = await self.solve(conn, path_params, {}, stack, errors)
+        if errors:
+            raise RequestValidationError(errors)
+        return await self.run(kwargs, stack)

@@ -1,0 +1,1 @@
+"""Pub/sub backends: the relays that carry room traffic and presence between workers."""

@@ -1,0 +1,158 @@
+"""The wire format between workers: a small versioned msgpack envelope (never pickle).
+
+An envelope is encoded once per publish and decoded once per receiving worker. Anything
+that does not decode into a valid version-1 envelope raises :class:`InvalidEnvelope`, which
+the hub logs, counts and drops.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "KIND_BINARY",
+    "KIND_PING",
+    "KIND_TEXT",
+    "MAX_ROOM_NAME_BYTES",
+    "Envelope",
+    "InvalidEnvelope",
+    "InvalidRoomName",
+    "PayloadTooLarge",
+    "decode",
+    "encode",
+    "encode_payload",
+    "pack",
+    "room_channel",
+    "validate_room",
+    "worker_channel",
+    "worker_of",
+]
+
+VERSION = 1
+KIND_TEXT = 0
+KIND_BINARY = 1
+KIND_PING = 2  #: a worker's end-to-end self-check; never delivered to sockets
+
+MAX_ROOM_NAME_BYTES = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class InvalidRoomName(ValueError):
+    """A room name is empty, too long or holds control characters."""
+
+
+class PayloadTooLarge(ValueError):
+    """A broadcast payload is over ``max_message_size``; refused before it reaches the relay."""
+
+
+class InvalidEnvelope(ValueError):
+    """Bytes on a channel are not a valid envelope of a version this worker understands."""
+
+
+class Envelope(msgspec.Struct, array_like=True, frozen=True):
+    """One message between workers.
+
+    ``room`` is set for broadcasts, ``target`` (a connection id) for direct sends;
+    ``exclude`` is a connection id to skip; ``origin`` the publishing worker.
+    """
+
+    v: int
+    kind: int
+    payload: bytes
+    room: str = ""
+    target: str = ""
+    exclude: str = ""
+    origin: str = ""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Envelope)
+_json_encode = msgspec.json.Encoder().encode
+
+
+def validate_room(room: Any) -> str:
+    """Return ``room`` if it is a usable room name, else raise :class:`InvalidRoomName`."""
+    if not isinstance(room, str):
+        raise InvalidRoomName(f"A room name must be a str, got {type(room).__name__}")
+    if not room:
+        raise InvalidRoomName("A room name must not be empty")
+    size = len(room.encode("utf-8", "surrogatepass"))
+    if size > MAX_ROOM_NAME_BYTES:
+        raise InvalidRoomName(f"Room name is {size} bytes long; the limit is {MAX_ROOM_NAME_BYTES}")
+    bad = _CONTROL.search(room)
+    if bad is not None:
+        raise InvalidRoomName(f"Room name {room!r} holds control character {bad.group()!r} at {bad.start()}")
+    return room
+
+
+def encode_payload(data: Any) -> tuple[int, bytes]:
+    """``str`` -> text, ``bytes`` -> binary, anything else -> JSON text via msgspec."""
+    if isinstance(data, str):
+        return KIND_TEXT, data.encode("utf-8")
+    if isinstance(data, bytes | bytearray | memoryview):
+        return KIND_BINARY, bytes(data)
+    try:
+        return KIND_TEXT, _json_encode(data)
+    except (TypeError, msgspec.EncodeError) as error:
+        raise TypeError(f"Cannot send {type(data).__name__} as JSON: {error}") from None
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def room_channel(room: str) -> str:
+    """The logical channel carrying ``room``'s broadcasts."""
+    return "room:" + room
+
+
+def worker_channel(worker_id: str) -> str:
+    """The logical channel of one worker: direct sends and its self-pings."""
+    return "worker:" + worker_id
+
+
+def pack(
+    data: Any,
+    *,
+    room: str = "",
+    target: str = "",
+    exclude: str = "",
+    origin: str = "",
+    max_size: int,
+) -> bytes:
+    """Encode ``data`` once into envelope bytes, refusing payloads over ``max_size``."""
+    kind, payload = encode_payload(data)
+    if len(payload) > max_size:
+        raise PayloadTooLarge(
+            f"Payload of {len(payload)} bytes is over max_message_size ({max_size} bytes); not sent"
+        )
+    return _encoder.encode(Envelope(VERSION, kind, payload, room, target, exclude, origin))
+
+
+def worker_of(connection_id: str) -> str:
+    """The worker id inside a connection id (``"<worker>.<n>"``); ValueError if malformed."""
+    worker, dot, number = connection_id.partition(".") if isinstance(connection_id, str) else ("", "", "")
+    if not (dot and worker and number.isdigit()):
+        raise ValueError(f"Not a connection id: {connection_id!r} (expected '<worker>.<number>', as ws.id)")
+    return worker
+
+
+def decode(data: bytes) -> Envelope:
+    """Decode and check an envelope; raises :class:`InvalidEnvelope` naming the problem."""
+    try:
+        envelope = _decoder.decode(data)
+    except msgspec.DecodeError as error:
+        raise InvalidEnvelope(f"Undecodable envelope ({len(data)} bytes): {error}") from None
+    if envelope.v != VERSION:
+        raise InvalidEnvelope(f"Envelope version {envelope.v} is not supported (this worker speaks {VERSION})")
+    if envelope.kind not in (KIND_TEXT, KIND_BINARY, KIND_PING):
+        raise InvalidEnvelope(f"Unknown envelope kind {envelope.kind}")
+    if envelope.kind == KIND_TEXT:
+        try:
+            envelope.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEnvelope("Text envelope payload is not valid UTF-8") from None
+    return envelope

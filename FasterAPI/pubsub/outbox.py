@@ -1,0 +1,109 @@
+"""The bounded per-connection send queue, and what happens when it overflows.
+
+The hub puts one shared ASGI message per broadcast into the outbox of every local member;
+each outbox drains on its own task, so a client that stops reading only fills its own queue
+and never delays the others. When the queue is full the policy decides: close the socket
+with 1013 (the default) or drop the oldest queued message. Both are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import TYPE_CHECKING
+
+from ..config import Overflow
+from ..types import Message
+
+if TYPE_CHECKING:
+    from ..websockets import WebSocket
+    from .hub import HubStats
+
+logger = logging.getLogger("fasterapi.hub")
+
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class Outbox:
+    """Messages waiting to be sent to one WebSocket, at most ``limit`` of them."""
+
+    __slots__ = ("_drain_task", "closed", "limit", "policy", "queue", "stats", "ws")
+
+    def __init__(self, ws: WebSocket, limit: int, policy: Overflow, stats: HubStats) -> None:
+        self.ws = ws
+        self.limit = limit
+        self.policy = policy
+        self.stats = stats
+        self.queue: collections.deque[Message] = collections.deque()
+        self.closed = False
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def put(self, message: Message) -> None:
+        """Queue ``message``; never blocks, never raises."""
+        if self.closed:
+            return
+        queue = self.queue
+        if len(queue) >= self.limit:
+            if self.policy is Overflow.DROP_OLDEST:
+                queue.popleft()
+                self.stats.dropped += 1
+            else:
+                self._overflow_close()
+                return
+        queue.append(message)
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        from ..websockets import WebSocketState
+
+        ws = self.ws
+        queue = self.queue
+        try:
+            while queue and not self.closed:
+                if ws.application_state is not WebSocketState.CONNECTED:
+                    self.close()
+                    return
+                message = queue.popleft()
+                # The raw ASGI send: the state machine was checked just above, and a hub
+                # delivery must not raise into anyone's handler.
+                await ws._send(message)
+                self.stats.delivered += 1
+        except OSError:
+            self.close()  # the client is gone; its handler sees the disconnect itself
+        except Exception:
+            logger.exception("Delivery to connection %s failed", ws.id)
+            self.close()
+        finally:
+            self._drain_task = None
+
+    def _overflow_close(self) -> None:
+        self.stats.slow_consumer_closes += 1
+        self.stats.dropped += len(self.queue) + 1
+        logger.warning(
+            "Connection %s fell %d messages behind; closing it with %d",
+            self.ws.id,
+            self.limit,
+            CLOSE_TRY_AGAIN_LATER,
+        )
+        self.close()
+        asyncio.get_running_loop().create_task(self._close_socket())
+
+    async def _close_socket(self) -> None:
+        from ..websockets import WebSocketState
+
+        if self.ws.application_state is WebSocketState.CONNECTED:
+            try:
+                await self.ws.close(CLOSE_TRY_AGAIN_LATER, "send queue overflow")
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Stop accepting messages and forget the queued ones."""
+        self.closed = True
+        self.queue.clear()
+        task = self._drain_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            self._drain_task = None

@@ -1,0 +1,310 @@
+"""Routes, the radix-tree router, and ``APIRouter``.
+
+Lookup walks one tree node per path segment (a dict lookup for static segments), so its cost
+grows with the depth of the path, never with the number of routes. Paths without parameters
+are answered by a single dict lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from .dependencies import Dependant, Depends
+
+__all__ = ["APIRouter", "HTTPRoute", "Router", "WebSocketRoute"]
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+_PARAM = re.compile(r"^\{([A-Za-z_]\w*)(?::(str|path|int|float))?\}$")
+
+
+def _parse(path: str) -> tuple[list[str], set[str]]:
+    if not path.startswith("/"):
+        raise ValueError(f"Route paths must start with '/', got {path!r}")
+    segments = path.split("/")[1:]
+    names: set[str] = set()
+    for index, segment in enumerate(segments):
+        if "{" in segment or "}" in segment:
+            match = _PARAM.match(segment)
+            if match is None:
+                raise ValueError(
+                    f"Bad path segment {segment!r} in {path!r}: a parameter must fill its segment, "
+                    "as in '/items/{item_id}' or '/files/{rest:path}'"
+                )
+            name, kind = match.groups()
+            if name in names:
+                raise ValueError(f"Duplicate path parameter {name!r} in {path!r}")
+            if kind == "path" and index != len(segments) - 1:
+                raise ValueError(f"A ':path' parameter must be the last segment, in {path!r}")
+            names.add(name)
+    return segments, names
+
+
+class BaseRoute:
+    """A path and the compiled plan for its handler."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        name: str | None = None,
+        dependencies: Sequence[Depends] = (),
+    ) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        self.name = name or getattr(endpoint, "__name__", path)
+        self.segments, names = _parse(path)
+        self.dependencies = list(dependencies)
+        self.dependant = Dependant(endpoint, frozenset(names), extra=self.dependencies)
+
+
+class HTTPRoute(BaseRoute):
+    """An HTTP route: methods, status code, and response class for plain return values."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Sequence[str] = ("GET",),
+        status_code: int | None = None,
+        response_class: type | None = None,
+        name: str | None = None,
+        dependencies: Sequence[Depends] = (),
+    ) -> None:
+        super().__init__(path, endpoint, name=name, dependencies=dependencies)
+        self.methods = {m.upper() for m in methods}
+        if "GET" in self.methods:
+            self.methods.add("HEAD")
+        self.status_code = status_code
+        self.response_class = response_class
+
+
+class WebSocketRoute(BaseRoute):
+    """A WebSocket route; ``allowed_origins`` overrides the app's list for this route."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        name: str | None = None,
+        dependencies: Sequence[Depends] = (),
+        allowed_origins: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(path, endpoint, name=name, dependencies=dependencies)
+        self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
+
+
+class _Node:
+    __slots__ = ("catchall", "http", "param", "param_name", "static", "ws")
+
+    def __init__(self) -> None:
+        self.static: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.param_name = ""
+        self.catchall: tuple[str, _Node] | None = None
+        self.http: dict[str, HTTPRoute] = {}
+        self.ws: WebSocketRoute | None = None
+
+
+class Router:
+    """Compiled lookup for HTTP and WebSocket routes."""
+
+    def __init__(self) -> None:
+        self.routes: list[BaseRoute] = []
+        self._root = _Node()
+        # Parameter-free paths: one dict lookup, no tree walk.
+        self._static: dict[str, _Node] = {}
+
+    def add(self, route: BaseRoute) -> None:
+        node = self._root
+        has_params = False
+        for segment in route.segments:
+            match = _PARAM.match(segment)
+            if match is None:
+                node = node.static.setdefault(segment, _Node())
+                continue
+            has_params = True
+            name, kind = match.groups()
+            if kind == "path":
+                if node.catchall is None:
+                    node.catchall = (name, _Node())
+                elif node.catchall[0] != name:
+                    raise ValueError(f"Conflicting parameter names at {route.path!r}")
+                node = node.catchall[1]
+                break
+            if node.param is None:
+                node.param = _Node()
+                node.param_name = name
+            elif node.param_name != name:
+                raise ValueError(
+                    f"Route {route.path!r} names a parameter {name!r} where another route has "
+                    f"{node.param_name!r}; use the same name"
+                )
+            node = node.param
+        if isinstance(route, WebSocketRoute):
+            if node.ws is not None:
+                raise ValueError(f"A WebSocket route for {route.path!r} already exists")
+            node.ws = route
+        elif isinstance(route, HTTPRoute):
+            for method in route.methods:
+                if method in node.http and not (method == "HEAD" and "HEAD" in node.http):
+                    raise ValueError(f"Route {method} {route.path!r} already exists")
+                node.http.setdefault(method, route)
+        if not has_params:
+            self._static["/" + "/".join(route.segments)] = node
+        self.routes.append(route)
+
+    def _find(self, path: str) -> tuple[_Node, dict[str, str]] | None:
+        node = self._static.get(path)
+        if node is not None:
+            return node, {}
+        params: dict[str, str] = {}
+        found = self._walk(self._root, path.split("/")[1:], 0, params)
+        return None if found is None else (found, params)
+
+    def _walk(self, node: _Node, segments: list[str], index: int, params: dict[str, str]) -> _Node | None:
+        if index == len(segments):
+            return node if (node.http or node.ws) else None
+        segment = segments[index]
+        child = node.static.get(segment)
+        if child is not None:
+            found = self._walk(child, segments, index + 1, params)
+            if found is not None:
+                return found
+        if node.param is not None and segment:
+            found = self._walk(node.param, segments, index + 1, params)
+            if found is not None:
+                params[node.param_name] = segment
+                return found
+        if node.catchall is not None:
+            name, leaf = node.catchall
+            params[name] = "/".join(segments[index:])
+            return leaf
+        return None
+
+    def match_http(self, method: str, path: str) -> tuple[HTTPRoute | None, dict[str, str], set[str]]:
+        """(route, path params, allowed methods); route is None for 404 (no methods) or 405."""
+        found = self._find(path)
+        if found is None:
+            return None, {}, set()
+        node, params = found
+        route = node.http.get(method)
+        if route is None:
+            return None, params, set(node.http)
+        return route, params, set()
+
+    def match_websocket(self, path: str) -> tuple[WebSocketRoute | None, dict[str, str]]:
+        found = self._find(path)
+        if found is None or found[0].ws is None:
+            return None, {}
+        return found[0].ws, found[1]
+
+
+class APIRouter:
+    """A group of routes with a common prefix and dependencies, added with ``include_router``."""
+
+    def __init__(self, prefix: str = "", *, dependencies: Sequence[Depends] = ()) -> None:
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise ValueError(f"A prefix must start with '/' and not end with '/', got {prefix!r}")
+        self.prefix = prefix
+        self.dependencies = list(dependencies)
+        self.routes: list[BaseRoute] = []
+
+    def add_route(self, route: BaseRoute) -> None:
+        self.routes.append(route)
+
+    def api_route(
+        self,
+        path: str,
+        *,
+        methods: Sequence[str] = ("GET",),
+        status_code: int | None = None,
+        response_class: type | None = None,
+        name: str | None = None,
+        dependencies: Sequence[Depends] = (),
+    ) -> Callable[[Handler], Handler]:
+        """Register an HTTP handler for ``methods`` on ``path``."""
+
+        def decorator(func: Handler) -> Handler:
+            self.add_route(
+                HTTPRoute(
+                    self.prefix + path,
+                    func,
+                    methods=methods,
+                    status_code=status_code,
+                    response_class=response_class,
+                    name=name,
+                    dependencies=[*self.dependencies, *dependencies],
+                )
+            )
+            return func
+
+        return decorator
+
+    def get(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.api_route(path, methods=("GET",), **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.api_route(path, methods=("POST",), **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.api_route(path, methods=("PUT",), **options)
+
+    def patch(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.api_route(path, methods=("PATCH",), **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.api_route(path, methods=("DELETE",), **options)
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        dependencies: Sequence[Depends] = (),
+        allowed_origins: Sequence[str] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register a WebSocket handler on ``path``."""
+
+        def decorator(func: Handler) -> Handler:
+            self.add_route(
+                WebSocketRoute(
+                    self.prefix + path,
+                    func,
+                    name=name,
+                    dependencies=[*self.dependencies, *dependencies],
+                    allowed_origins=allowed_origins,
+                )
+            )
+            return func
+
+        return decorator
+
+    def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
+        """Add every route of ``router`` under ``prefix`` (and this router's own prefix)."""
+        for route in router.routes:
+            self.add_route(_with_prefix(route, self.prefix + prefix, self.dependencies))
+
+
+def _with_prefix(route: BaseRoute, prefix: str, dependencies: list[Depends]) -> BaseRoute:
+    deps = [*dependencies, *route.dependencies]
+    if isinstance(route, WebSocketRoute):
+        origins = None if route.allowed_origins is None else sorted(route.allowed_origins)
+        return WebSocketRoute(
+            prefix + route.path, route.endpoint, name=route.name, dependencies=deps, allowed_origins=origins
+        )
+    assert isinstance(route, HTTPRoute)
+    return HTTPRoute(
+        prefix + route.path,
+        route.endpoint,
+        methods=sorted(route.methods - {"HEAD"}) or ["HEAD"],
+        status_code=route.status_code,
+        response_class=route.response_class,
+        name=route.name,
+        dependencies=deps,
+    )
