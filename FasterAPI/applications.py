@@ -164,12 +164,19 @@ class Faster(APIRouter):
         request = Request(scope, receive)
         try:
             if route is None:
-                await self._no_route(scope, allowed, request)
+                raise self._no_route(scope, allowed, request)
             scope["path_params"] = params
-            dependant = route.dependant  # type: ignore[union-attr]
+            dependant = route.dependant
             if dependant.needs_stack:
+                completed = False
                 async with AsyncExitStack() as stack:
                     result = await dependant.call_with(request, params, stack)
+                    completed = True
+                if not completed:
+                    raise RuntimeError(
+                        f"A dependency with yield swallowed an exception from {route.path!r}; "
+                        "re-raise it (or raise an HTTPException) after handling it"
+                    )
             elif dependant.trivial and dependant.kind == "async":
                 result = await dependant.call()
             else:
@@ -181,7 +188,6 @@ class Faster(APIRouter):
         if isinstance(result, Response):
             await result(scope, receive, send)
             return
-        assert route is not None
         if route.response_class is not None:
             await route.response_class(result, status_code=route.status_code or 200)(scope, receive, send)
             return
@@ -195,26 +201,39 @@ class Faster(APIRouter):
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _no_route(self, scope: Scope, allowed: set[str], request: Request) -> None:
+    def _no_route(self, scope: Scope, allowed: frozenset[str], request: Request) -> Exception:
+        """The exception that answers a request no route took: 405, a slash redirect, or 404."""
         if allowed:
-            raise HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
+            return HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
         path: str = scope["path"]
         if path != "/":
             other = path[:-1] if path.endswith("/") else path + "/"
             route, _, other_allowed = self.router.match_http(scope["method"], other)
             if route is not None or other_allowed:
-                url = str(request.url).replace(path, other, 1)
-                raise _Redirect(url)
-        raise HTTPException(404)
+                from urllib.parse import quote
+
+                target = quote(scope.get("root_path", "") + other, safe="/:@!$&()*+,;=")
+                location = f"{request.url.scheme}://{request.url.netloc}{target}"
+                query: bytes = scope.get("query_string", b"")
+                if query:
+                    location += "?" + query.decode("latin-1")
+                return _Redirect(location)
+        return HTTPException(404)
 
     async def _handle_error(self, request: Request, error: Exception) -> Response:
         if isinstance(error, _Redirect):
             return RedirectResponse(error.url)
         handler = self._find_handler(error)
         if handler is not None:
-            result = handler(request, error)
-            if inspect.isawaitable(result):
-                result = await result
+            try:
+                result = handler(request, error)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                logger.exception(
+                    "Exception handler %r failed on %s %s", handler, request.method, request.url.path
+                )
+                return PlainTextResponse("Internal Server Error", status_code=500)
             return result
         if isinstance(error, HTTPException):
             if error.status_code in (204, 304):
@@ -226,14 +245,26 @@ class Faster(APIRouter):
         return PlainTextResponse("Internal Server Error", status_code=500)
 
     def _find_handler(self, error: Exception) -> ExceptionHandler | None:
-        if not self.exception_handlers:
+        """The user's handler for ``error``: by status code, then by class, then ``500``.
+
+        ``HTTPException`` and ``RequestValidationError`` have built-in answers, so a handler
+        for a base class above them (``Exception``) does not take them; ``500`` and
+        ``Exception`` handlers see the unhandled errors only.
+        """
+        handlers = self.exception_handlers
+        if not handlers:
             return None
-        if isinstance(error, HTTPException) and error.status_code in self.exception_handlers:
-            return self.exception_handlers[error.status_code]
+        if isinstance(error, HTTPException):
+            by_status = handlers.get(error.status_code)
+            if by_status is not None:
+                return by_status
         for cls in type(error).__mro__:
-            if cls in self.exception_handlers:
-                return self.exception_handlers[cls]
-        return None
+            found = handlers.get(cls)
+            if found is not None:
+                return found
+            if cls is HTTPException or cls is RequestValidationError:
+                return None
+        return handlers.get(500)
 
     async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)

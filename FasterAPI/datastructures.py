@@ -205,7 +205,8 @@ class State:
 
     def __getattr__(self, key: str) -> Any:
         try:
-            return self._state[key]
+            # Through __dict__: copy/pickle probe attributes before __init__ has run.
+            return self.__dict__["_state"][key]
         except KeyError:
             raise AttributeError(f"'State' object has no attribute {key!r}") from None
 

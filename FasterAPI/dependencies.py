@@ -32,7 +32,7 @@ from .params import (
     Query,
     converter_for,
     is_sequence,
-    split_msgspec_error,
+    validation_error,
 )
 from .requests import HTTPConnection, Request
 from .websockets import WebSocket
@@ -80,15 +80,20 @@ class _BodyField:
 
 
 def _is_body_type(annotation: Any) -> bool:
-    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+    """Structs (alone, in a list, in a union...) and dicts come from the JSON body."""
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct | dict):
         return True
     origin = typing.get_origin(annotation)
+    if origin is dict:
+        return True
     if origin is not None:
         return any(_is_body_type(a) for a in typing.get_args(annotation))
     return False
 
 
 def _call_kind(func: Callable[..., Any]) -> str:
+    if inspect.isclass(func):
+        return "sync"  # Depends(SomeClass): calling it builds an instance
     target = func if inspect.isfunction(func) or inspect.ismethod(func) else getattr(func, "__call__", func)  # noqa: B004
     if inspect.isasyncgenfunction(target):
         return "asyncgen"
@@ -121,7 +126,21 @@ class Dependant:
             if dep.dependency is None:
                 raise TypeError("Depends() in a dependencies list needs a callable")
             self.sub.append((None, Dependant(dep.dependency, path_param_names, use_cache=dep.use_cache)))
-        hints = typing.get_type_hints(call if inspect.isroutine(call) else call.__call__, include_extras=True)  # type: ignore[operator]
+        if inspect.isclass(call):
+            annotated: Any = call.__init__  # Depends(SomeClass): the arguments are __init__'s
+        elif inspect.isroutine(call):
+            annotated = call
+        else:
+            annotated = call.__call__  # type: ignore[operator]
+        try:
+            hints = typing.get_type_hints(annotated, include_extras=True)
+        except NameError as error:
+            name = getattr(call, "__qualname__", repr(call))
+            raise TypeError(
+                f"Cannot resolve the annotations of {name}: {error}. String annotations (as with "
+                "'from __future__ import annotations') must name things importable from the module, "
+                "not local to a function"
+            ) from error
         for parameter in inspect.signature(call).parameters.values():
             if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 continue
@@ -187,16 +206,19 @@ class Dependant:
         stack: AsyncExitStack | None,
         errors: list[dict[str, Any]],
     ) -> dict[str, Any]:
-        """The keyword arguments for ``call``; problems are appended to ``errors``."""
+        """The keyword arguments for ``call``; problems are appended to ``errors``.
+
+        ``errors`` is shared by the whole request: once it holds anything the request will
+        be a 422, so no further dependency is called (its parameters are still checked,
+        to report every problem at once).
+        """
         values: dict[str, Any] = {}
         for name, sub in self.sub:
             if sub.use_cache and sub.call in cache:
                 result = cache[sub.call]
             else:
-                sub_errors: list[dict[str, Any]] = []
-                kwargs = await sub.solve(conn, path_params, cache, stack, sub_errors)
-                if sub_errors:
-                    errors.extend(sub_errors)
+                kwargs = await sub.solve(conn, path_params, cache, stack, errors)
+                if errors:
                     continue
                 result = await sub.run(kwargs, stack)
                 if sub.use_cache:
@@ -248,8 +270,7 @@ class Dependant:
         try:
             values[field.name] = field.decoder.decode(raw)
         except msgspec.ValidationError as error:
-            msg, loc = split_msgspec_error(str(error))
-            errors.append({"type": "validation", "loc": ["body", *loc], "msg": msg})
+            errors.append(validation_error(str(error), ["body"]))
         except msgspec.DecodeError as error:
             errors.append({"type": "json_invalid", "loc": ["body"], "msg": f"Invalid JSON: {error}"})
 

@@ -16,7 +16,17 @@ from typing import Any, Union
 
 import msgspec
 
-__all__ = ["Body", "Cookie", "Header", "ParamSource", "Path", "Query", "converter_for", "is_sequence"]
+__all__ = [
+    "Body",
+    "Cookie",
+    "Header",
+    "ParamSource",
+    "Path",
+    "Query",
+    "converter_for",
+    "is_sequence",
+    "validation_error",
+]
 
 _MISSING: Any = msgspec.UNSET
 
@@ -158,3 +168,18 @@ def split_msgspec_error(message: str) -> tuple[str, list[str | int]]:
         elif index is not None:
             loc.append(int(index))
     return msg, loc
+
+
+_MISSING_FIELD = re.compile(r"^Object missing required field `(.+)`$")
+
+
+def validation_error(message: str, source: list[str | int]) -> dict[str, Any]:
+    """One 422 entry from a msgspec ``ValidationError`` message about data found at ``source``.
+
+    A missing field is reported at the field itself (``["body", "age"]``), as FastAPI does.
+    """
+    msg, loc = split_msgspec_error(message)
+    missing = _MISSING_FIELD.match(msg)
+    if missing is not None:
+        return {"type": "missing", "loc": [*source, *loc, missing.group(1)], "msg": "Field required"}
+    return {"type": "validation", "loc": [*source, *loc], "msg": msg}

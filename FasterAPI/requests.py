@@ -78,12 +78,13 @@ class HTTPConnection:
 class Request(HTTPConnection):
     """An HTTP request: connection details plus the body."""
 
-    __slots__ = ("_body", "_receive")
+    __slots__ = ("_body", "_receive", "_stream_consumed")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         super().__init__(scope)
         self._receive = receive
         self._body: bytes | None = None
+        self._stream_consumed = False
 
     @property
     def method(self) -> str:
@@ -94,6 +95,10 @@ class Request(HTTPConnection):
         if self._body is not None:
             yield self._body
             return
+        if self._stream_consumed:
+            # The server has nothing more to give: another receive() would wait forever.
+            raise RuntimeError("The request body was already read with stream()")
+        self._stream_consumed = True
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":

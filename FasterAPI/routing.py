@@ -77,7 +77,11 @@ class HTTPRoute(BaseRoute):
     ) -> None:
         super().__init__(path, endpoint, name=name, dependencies=dependencies)
         self.methods = {m.upper() for m in methods}
-        if "GET" in self.methods:
+        if not self.methods:
+            raise ValueError(f"Route {path!r} needs at least one HTTP method")
+        # HEAD comes free with GET; a route that names HEAD itself takes over from the implied one.
+        self.implicit_head = "GET" in self.methods and "HEAD" not in self.methods
+        if self.implicit_head:
             self.methods.add("HEAD")
         self.status_code = status_code
         self.response_class = response_class
@@ -99,20 +103,52 @@ class WebSocketRoute(BaseRoute):
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
 
 
+_ANY_HTTP = "*"  # a _walk target: any node with an HTTP route (for 405)
+_WEBSOCKET = ""  # a _walk target: a node with a WebSocket route
+_NO_METHODS: frozenset[str] = frozenset()
+
+
+def _segment_fits(kind: str, segment: str) -> bool:
+    """Whether ``segment`` can fill a ``{name:kind}`` parameter (``str`` takes anything)."""
+    if kind == "int":
+        return segment.isascii() and segment.isdigit()
+    if kind == "float":
+        whole, dot, fraction = segment.partition(".")
+        if not (whole.isascii() and whole.isdigit()):
+            return False
+        return not dot or (fraction.isascii() and fraction.isdigit())
+    return True
+
+
 class _Node:
-    __slots__ = ("catchall", "http", "param", "param_name", "static", "ws")
+    __slots__ = ("catchall", "head_implicit", "http", "param", "param_kind", "param_name", "static", "ws")
 
     def __init__(self) -> None:
         self.static: dict[str, _Node] = {}
         self.param: _Node | None = None
         self.param_name = ""
+        self.param_kind = "str"
         self.catchall: tuple[str, _Node] | None = None
         self.http: dict[str, HTTPRoute] = {}
+        self.head_implicit = False
         self.ws: WebSocketRoute | None = None
+
+    def accepts(self, target: str) -> bool:
+        if target == _WEBSOCKET:
+            return self.ws is not None
+        if target == _ANY_HTTP:
+            return bool(self.http)
+        return target in self.http
 
 
 class Router:
-    """Compiled lookup for HTTP and WebSocket routes."""
+    """Compiled lookup for HTTP and WebSocket routes.
+
+    A full match wins over a partial one: ``GET /items/new`` reaches ``GET /items/{id}`` even
+    when ``/items/new`` exists for POST only; when no route has the method, the path's
+    methods come back for a 405. Static segments beat parameters, parameters beat
+    ``{rest:path}`` catch-alls, at each level.
+    """
 
     def __init__(self) -> None:
         self.routes: list[BaseRoute] = []
@@ -121,6 +157,8 @@ class Router:
         self._static: dict[str, _Node] = {}
 
     def add(self, route: BaseRoute) -> None:
+        # Check everything before changing anything, so a rejected route leaves no trace.
+        self._check(route)
         node = self._root
         has_params = False
         for segment in route.segments:
@@ -133,73 +171,124 @@ class Router:
             if kind == "path":
                 if node.catchall is None:
                     node.catchall = (name, _Node())
-                elif node.catchall[0] != name:
-                    raise ValueError(f"Conflicting parameter names at {route.path!r}")
                 node = node.catchall[1]
                 break
             if node.param is None:
                 node.param = _Node()
                 node.param_name = name
-            elif node.param_name != name:
-                raise ValueError(
-                    f"Route {route.path!r} names a parameter {name!r} where another route has "
-                    f"{node.param_name!r}; use the same name"
-                )
+                node.param_kind = kind or "str"
             node = node.param
         if isinstance(route, WebSocketRoute):
-            if node.ws is not None:
-                raise ValueError(f"A WebSocket route for {route.path!r} already exists")
             node.ws = route
         elif isinstance(route, HTTPRoute):
-            for method in route.methods:
-                if method in node.http and not (method == "HEAD" and "HEAD" in node.http):
-                    raise ValueError(f"Route {method} {route.path!r} already exists")
-                node.http.setdefault(method, route)
+            for method in route.methods - {"HEAD"}:
+                node.http[method] = route
+            if route.implicit_head:
+                if "HEAD" not in node.http:
+                    node.http["HEAD"] = route
+                    node.head_implicit = True
+            elif "HEAD" in route.methods:
+                node.http["HEAD"] = route
+                node.head_implicit = False
         if not has_params:
             self._static["/" + "/".join(route.segments)] = node
         self.routes.append(route)
 
-    def _find(self, path: str) -> tuple[_Node, dict[str, str]] | None:
+    def _check(self, route: BaseRoute) -> None:
+        """Raise ValueError if ``route`` conflicts with the routes already added."""
+        node: _Node | None = self._root
+        for segment in route.segments:
+            assert node is not None
+            match = _PARAM.match(segment)
+            if match is None:
+                node = node.static.get(segment)
+            else:
+                name, kind = match.groups()
+                if kind == "path":
+                    taken = node.catchall[0] if node.catchall is not None else name
+                    taken_kind = kind
+                    node = None if node.catchall is None else node.catchall[1]
+                else:
+                    taken = node.param_name if node.param is not None else name
+                    taken_kind = node.param_kind if node.param is not None else (kind or "str")
+                    node = node.param
+                if taken != name:
+                    raise ValueError(
+                        f"Route {route.path!r} names a parameter {name!r} where another route has "
+                        f"{taken!r}; use the same name"
+                    )
+                if taken_kind != (kind or "str"):
+                    raise ValueError(
+                        f"Route {route.path!r} declares {{{name}:{kind or 'str'}}} where another route has "
+                        f"{{{name}:{taken_kind}}}; use the same type"
+                    )
+            if node is None:
+                return
+        if node is None:
+            return
+        if isinstance(route, WebSocketRoute):
+            if node.ws is not None:
+                raise ValueError(f"A WebSocket route for {route.path!r} already exists")
+            return
+        assert isinstance(route, HTTPRoute)
+        for method in sorted(route.methods):
+            if method not in node.http:
+                continue
+            if method == "HEAD" and (route.implicit_head or node.head_implicit):
+                continue
+            raise ValueError(f"Route {method} {route.path!r} already exists")
+
+    def _find(self, path: str, target: str) -> tuple[_Node, dict[str, str]] | None:
         node = self._static.get(path)
-        if node is not None:
+        if node is not None and node.accepts(target):
             return node, {}
         params: dict[str, str] = {}
-        found = self._walk(self._root, path.split("/")[1:], 0, params)
+        found = self._walk(self._root, path.split("/")[1:], 0, params, target)
         return None if found is None else (found, params)
 
-    def _walk(self, node: _Node, segments: list[str], index: int, params: dict[str, str]) -> _Node | None:
+    def _walk(
+        self, node: _Node, segments: list[str], index: int, params: dict[str, str], target: str
+    ) -> _Node | None:
         if index == len(segments):
-            return node if (node.http or node.ws) else None
+            return node if node.accepts(target) else None
         segment = segments[index]
         child = node.static.get(segment)
         if child is not None:
-            found = self._walk(child, segments, index + 1, params)
+            found = self._walk(child, segments, index + 1, params, target)
             if found is not None:
                 return found
-        if node.param is not None and segment:
-            found = self._walk(node.param, segments, index + 1, params)
+        param = node.param
+        if param is not None and segment and _segment_fits(node.param_kind, segment):
+            found = self._walk(param, segments, index + 1, params, target)
             if found is not None:
                 params[node.param_name] = segment
                 return found
         if node.catchall is not None:
             name, leaf = node.catchall
-            params[name] = "/".join(segments[index:])
-            return leaf
+            if leaf.accepts(target):
+                params[name] = "/".join(segments[index:])
+                return leaf
         return None
 
-    def match_http(self, method: str, path: str) -> tuple[HTTPRoute | None, dict[str, str], set[str]]:
+    def match_http(
+        self, method: str, path: str
+    ) -> tuple[HTTPRoute | None, dict[str, str], frozenset[str]]:
         """(route, path params, allowed methods); route is None for 404 (no methods) or 405."""
-        found = self._find(path)
+        node = self._static.get(path)
+        if node is not None:
+            route = node.http.get(method)
+            if route is not None:
+                return route, {}, _NO_METHODS
+        found = self._find(path, method)
+        if found is not None:
+            return found[0].http[method], found[1], _NO_METHODS
+        found = self._find(path, _ANY_HTTP)
         if found is None:
-            return None, {}, set()
-        node, params = found
-        route = node.http.get(method)
-        if route is None:
-            return None, params, set(node.http)
-        return route, params, set()
+            return None, {}, _NO_METHODS
+        return None, found[1], frozenset(found[0].http)
 
     def match_websocket(self, path: str) -> tuple[WebSocketRoute | None, dict[str, str]]:
-        found = self._find(path)
+        found = self._find(path, _WEBSOCKET)
         if found is None or found[0].ws is None:
             return None, {}
         return found[0].ws, found[1]
@@ -302,7 +391,7 @@ def _with_prefix(route: BaseRoute, prefix: str, dependencies: list[Depends]) -> 
     return HTTPRoute(
         prefix + route.path,
         route.endpoint,
-        methods=sorted(route.methods - {"HEAD"}) or ["HEAD"],
+        methods=sorted(route.methods - {"HEAD"} if route.implicit_head else route.methods),
         status_code=route.status_code,
         response_class=route.response_class,
         name=route.name,

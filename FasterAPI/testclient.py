@@ -136,10 +136,15 @@ class TestClient:
         reply = self._lifespan_out.get(timeout=self.timeout)
         if reply["type"] == "lifespan.startup.failed":
             self._finish_lifespan()
+            self.close()
             raise RuntimeError(f"Lifespan startup failed: {reply.get('message', '')}")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Run the shutdown (after ``with``) and stop the client's event-loop thread."""
         try:
             if self._lifespan is not None and not self._lifespan.done():
                 self._lifespan_send({"type": "lifespan.shutdown"})
@@ -184,26 +189,31 @@ class TestClient:
         url: str,
         *,
         params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         cookies: Mapping[str, str] | None = None,
         json: Any = None,
         content: bytes | str | None = None,
         follow_redirects: bool | None = None,
     ) -> TestResponse:
-        """Send one HTTP request through the app and return its complete response."""
+        """Send one HTTP request through the app and return its complete response.
+
+        ``headers`` may be a list of pairs to send a header more than once.
+        """
         body = b""
-        all_headers = {k.lower(): v for k, v in self.headers.items()}
+        defaults = {k.lower(): v for k, v in self.headers.items()}
         if json is not None:
             body = msgspec.json.encode(json)
-            all_headers.setdefault("content-type", "application/json")
+            defaults.setdefault("content-type", "application/json")
         elif content is not None:
             body = content.encode() if isinstance(content, str) else content
-        all_headers.update({k.lower(): v for k, v in (headers or {}).items()})
+        given = [(k.lower(), v) for k, v in (headers.items() if isinstance(headers, Mapping) else headers or ())]
         jar = {**self.cookies, **(cookies or {})}
         if jar:
-            all_headers["cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+            defaults["cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
         if body:
-            all_headers["content-length"] = str(len(body))
+            defaults["content-length"] = str(len(body))
+        named = {k for k, _ in given}
+        all_headers = [(k, v) for k, v in defaults.items() if k not in named] + given
         target = urljoin(self.base_url, url)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
@@ -227,11 +237,12 @@ class TestClient:
                 else:
                     self.cookies[key] = value
 
-    def _scope(self, kind: str, target: str, headers: Mapping[str, str]) -> Scope:
+    def _scope(self, kind: str, target: str, headers: Mapping[str, str] | Sequence[tuple[str, str]]) -> Scope:
         parts = urlsplit(target)
-        host = parts.netloc or "testserver"
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        host = next((v for k, v in pairs if k.lower() == "host"), None) or parts.netloc or "testserver"
         raw = [(b"host", host.encode())]
-        raw += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items() if k != "host"]
+        raw += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in pairs if k.lower() != "host"]
         default_port = {"http": 80, "https": 443, "ws": 80, "wss": 443}[parts.scheme or "http"]
         path = parts.path or "/"
         return {
@@ -250,7 +261,7 @@ class TestClient:
             "extensions": {"websocket.http.response": {}} if kind == "websocket" else {},
         }
 
-    async def _http(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> TestResponse:
+    async def _http(self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes) -> TestResponse:
         scope = self._scope("http", target, headers)
         scope["method"] = method
         request_sent = False

@@ -109,9 +109,11 @@ class Hub:
             if not self._started:
                 return
             self._started = False
-            for task in list(self._tasks):
+            tasks = list(self._tasks)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if tasks:
+                await asyncio.wait(tasks, timeout=5.0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._remove_all_presence(), timeout=2.0)
             await self.backend.stop()
@@ -131,7 +133,7 @@ class Hub:
         if task.cancelled():
             return
         error = task.exception()
-        if error is None and not forever:
+        if error is None and (not forever or not self._started):
             return
         # Upkeep loops never return on their own: any end here is a bug worth shouting about.
         logger.error("Hub background task %r ended unexpectedly: %r", name, error, exc_info=error)
@@ -249,7 +251,7 @@ class Hub:
 
     async def _keep_presence(self) -> None:
         interval = self.config.presence_ttl / 3
-        while True:
+        while self._started:
             await asyncio.sleep(interval)
             try:
                 await self._refresh_presence()
@@ -282,11 +284,12 @@ class Hub:
         try:
             ping = encode(Envelope(VERSION, KIND_PING, nonce, origin=self.worker_id))
             await self.backend.publish(worker_channel(self.worker_id), ping)
-            await asyncio.wait_for(future, timeout)
-        except (TimeoutError, BackendUnavailable):
+            # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that lands
+            # together with the result, and stop() must always be able to end this loop.
+            await asyncio.wait((future,), timeout=timeout)
+            ok = future.done()
+        except BackendUnavailable:
             ok = False
-        else:
-            ok = True
         finally:
             self._pings.pop(nonce, None)
         if ok:
@@ -297,7 +300,7 @@ class Hub:
         return ok
 
     async def _watch_relay(self) -> None:
-        while True:
+        while self._started:
             await self.check_relay(timeout=self.config.health_interval)
             await asyncio.sleep(self.config.health_interval)
 

@@ -1,0 +1,139 @@
+"""An in-process backend: one worker, no network. For tests, development and single-worker apps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from .base import Backend, BackendListener, BackendUnavailable
+
+__all__ = ["MemoryBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class MemoryBackend(Backend):
+    """Relays messages inside one process; presence entries expire on the monotonic clock.
+
+    ``publish`` never calls the listener from inside itself: each delivery is queued with
+    ``loop.call_soon``, so messages arrive in publish order, promptly, and a publisher's stack
+    never re-enters the hub (the same shape as a network backend, where delivery is a later
+    event-loop callback too).
+    """
+
+    def __init__(self) -> None:
+        self.available = False
+        self._listener: BackendListener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._channels: set[str] = set()
+        # room -> member -> expiry on time.monotonic()
+        self._presence: dict[str, dict[str, float]] = {}
+        #: How many times ``listener.on_message`` raised (each is logged, none stops delivery).
+        self.callback_errors = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from ``memory://`` (the URL carries nothing else; ``options`` must be empty)."""
+        scheme = urlsplit(url).scheme
+        if scheme != "memory":
+            raise ValueError(f"MemoryBackend needs a memory:// URL, got {url!r}")
+        if options:
+            raise TypeError(f"MemoryBackend takes no options, got {sorted(options)}")
+        return cls()
+
+    @property
+    def subscribed_channels(self) -> set[str]:
+        """The logical channels this backend delivers (a copy)."""
+        return set(self._channels)
+
+    async def start(self, listener: BackendListener) -> None:
+        """Start delivering to ``listener``; nothing to connect to, so it is available at once."""
+        self._listener = listener
+        self._loop = asyncio.get_running_loop()
+        self.available = True
+
+    async def stop(self) -> None:
+        """Stop delivering. Messages still queued are dropped. Safe to call twice."""
+        self.available = False
+        self._listener = None
+        self._presence.clear()
+
+    def _check(self) -> None:
+        if not self.available:
+            raise BackendUnavailable("memory backend is not started")
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        """Queue ``data`` for this worker's listener if ``channel`` is subscribed."""
+        self._check()
+        if channel in self._channels:
+            assert self._loop is not None
+            # A network backend hands back bytes whatever went in; do the same.
+            payload = data if type(data) is bytes else bytes(data)
+            self._loop.call_soon(self._deliver, channel, payload)
+
+    def _deliver(self, channel: str, data: bytes) -> None:
+        # Checked at delivery time, not publish time: an unsubscribe (or stop) between the two
+        # must win, as it does for a network backend that filters on arrival.
+        listener = self._listener
+        if listener is None or channel not in self._channels:
+            return
+        try:
+            listener.on_message(channel, data)
+        except Exception:
+            self.callback_errors += 1
+            log.exception("listener.on_message raised for channel %r", channel)
+
+    async def subscribe(self, channel: str) -> None:
+        """Start receiving ``channel`` (idempotent; allowed before ``start``)."""
+        self._channels.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel``; deliveries already queued for it are dropped."""
+        self._channels.discard(channel)
+
+    def _live(self, room: str) -> dict[str, float]:
+        """The room's unexpired entries, after dropping the expired ones."""
+        entries = self._presence.get(room)
+        if entries is None:
+            return {}
+        now = time.monotonic()
+        expired = [member for member, expiry in entries.items() if expiry <= now]
+        for member in expired:
+            del entries[member]
+        if not entries:
+            del self._presence[room]
+        return entries
+
+    async def presence_add(self, room: str, members: Iterable[str], ttl: float) -> None:
+        """Add or refresh ``members`` of ``room`` until ``ttl`` seconds from now."""
+        self._check()
+        expiry = time.monotonic() + ttl
+        entries = self._presence.setdefault(room, {})
+        for member in members:
+            entries[member] = expiry
+        self._live(room)  # a non-positive ttl leaves nothing behind
+
+    async def presence_remove(self, room: str, members: Iterable[str]) -> None:
+        """Remove ``members`` of ``room`` at once."""
+        self._check()
+        entries = self._presence.get(room)
+        if entries is None:
+            return
+        for member in members:
+            entries.pop(member, None)
+        if not entries:
+            del self._presence[room]
+
+    async def presence_members(self, room: str) -> list[str]:
+        """The unexpired members of ``room``."""
+        self._check()
+        return list(self._live(room))
+
+    async def presence_count(self, room: str) -> int:
+        """How many unexpired members ``room`` has."""
+        self._check()
+        return len(self._live(room))

@@ -1,0 +1,139 @@
+"""Publish to rooms and connections from any Python process, without running the app.
+
+For a cron job, a Celery task or a Django view::
+
+    from FasterAPI.pubsub import Publisher
+
+    publisher = Publisher("redis://localhost:6379/0")
+    publisher.broadcast_sync("lobby", {"type": "notice", "text": "deploy at 5pm"})
+
+    async with Publisher("redis://localhost:6379/0") as publisher:
+        await publisher.broadcast("lobby", "hello")
+
+Messages use the same envelope and channels as the app's hub, so every member of the room
+on every worker receives them. The backend's prefix must match the app's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from ..config import HubConfig
+from . import backend_from_url
+from .backends.base import Backend
+from .envelope import pack, room_channel, validate_room, worker_channel, worker_of
+
+T = TypeVar("T")
+
+__all__ = ["Publisher"]
+
+
+class _Deaf:
+    """A publisher listens to nothing."""
+
+    def on_message(self, channel: str, data: bytes) -> None:
+        pass
+
+    def on_connection_lost(self, error: BaseException | None) -> None:
+        pass
+
+    def on_connection_restored(self) -> None:
+        pass
+
+
+class Publisher:
+    """Sends broadcasts and direct messages through a backend; async and sync methods.
+
+    The async methods run on the caller's event loop. The ``*_sync`` methods run on a
+    private event loop thread of the publisher's own and may be called from any thread.
+    Do not mix the two on one instance.
+    """
+
+    def __init__(self, backend: str | Backend, **backend_options: Any) -> None:
+        self.backend = backend if isinstance(backend, Backend) else backend_from_url(backend, **backend_options)
+        self.max_message_size = HubConfig.load({}).max_message_size
+        self._started = False
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    # -- async ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self._started:
+                await self.backend.start(_Deaf())
+                self._started = True
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            await self.backend.stop()
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def broadcast(self, room: str, data: Any, *, exclude: str | None = None) -> None:
+        """Send ``data`` to every member of ``room``; raises BackendUnavailable when down."""
+        validate_room(room)
+        message = pack(data, room=room, exclude=exclude or "", origin="publisher", max_size=self.max_message_size)
+        await self.start()
+        await self.backend.publish(room_channel(room), message)
+
+    async def send_to(self, connection_id: str, data: Any) -> None:
+        """Send ``data`` to one connection (a ``ws.id``) wherever it lives."""
+        worker = worker_of(connection_id)
+        message = pack(data, target=connection_id, origin="publisher", max_size=self.max_message_size)
+        await self.start()
+        await self.backend.publish(worker_channel(worker), message)
+
+    # -- sync ----------------------------------------------------------------------------
+
+    def broadcast_sync(self, room: str, data: Any, *, exclude: str | None = None, timeout: float = 10.0) -> None:
+        """Blocking :meth:`broadcast`, for code without an event loop."""
+        self._run(self.broadcast(room, data, exclude=exclude), timeout)
+
+    def send_to_sync(self, connection_id: str, data: Any, *, timeout: float = 10.0) -> None:
+        """Blocking :meth:`send_to`."""
+        self._run(self.send_to(connection_id, data), timeout)
+
+    def close_sync(self, timeout: float = 10.0) -> None:
+        """Close the backend and stop the private loop thread."""
+        with self._thread_lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            loop.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close_sync()
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        with self._thread_lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="fasterapi-publisher", daemon=True)
+                self._thread.start()
+            loop = self._loop
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)
+        return future.result(timeout)

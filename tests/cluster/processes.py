@@ -1,0 +1,126 @@
+"""Real gunicorn clusters for tests: start, wait until every worker has booted, always stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Gunicorn:
+    """A running gunicorn master; ``log`` is its combined output so far."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def booted_workers(self) -> int:
+        return self.log().count("Application startup complete")
+
+
+def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true or ``timeout`` passes (then fail naming ``what``)."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"Timed out after {timeout}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def run_gunicorn(
+    app_path: str,
+    *,
+    workers: int,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    worker_class: str = "uvicorn_worker.UvicornWorker",
+    boot_timeout: float = 60.0,
+) -> Iterator[Gunicorn]:
+    """Run ``gunicorn app_path -w workers`` on a free port until the block ends."""
+    port = free_port()
+    log_file = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)
+    command = [
+        str(BIN / "gunicorn"),
+        app_path,
+        "--workers",
+        str(workers),
+        "--worker-class",
+        worker_class,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "info",
+        "--graceful-timeout",
+        "10",
+        *extra_args,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Gunicorn(process, port, Path(log_file.name))
+    try:
+        try:
+            # gunicorn listens before its workers boot: wait for every worker's startup.
+            wait_until(
+                lambda: server.booted_workers() >= workers or process.poll() is not None,
+                boot_timeout,
+                f"{workers} workers to boot",
+            )
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {process.returncode}")
+        except Exception as error:
+            raise RuntimeError(f"gunicorn did not start: {error}\n--- log ---\n{server.log()[-4000:]}") from error
+        yield server
+    finally:
+        _stop(process)
+        with contextlib.suppress(OSError):
+            os.unlink(log_file.name)
+        log_file.close()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+    else:
+        # The master is gone; make sure no orphaned worker survives it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)

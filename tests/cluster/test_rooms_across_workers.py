@@ -1,0 +1,127 @@
+"""Rooms and broadcast with real gunicorn workers, a real redis-server and real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.cluster.processes import ROOT, Gunicorn, run_gunicorn, wait_until
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.timeout(180)
+
+CLIENTS = 40
+TIMEOUT = 15
+
+
+def http_json(url: str, body: bytes | None = None) -> Any:
+    request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        return json.loads(response.read())
+
+
+async def connect_clients(urls: Sequence[str]) -> tuple[list[ClientConnection], list[dict[str, Any]]]:
+    async def one(url: str) -> tuple[ClientConnection, dict[str, Any]]:
+        ws = await connect(url, open_timeout=TIMEOUT, max_queue=None)
+        hello = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        return ws, hello
+
+    pairs = await asyncio.gather(*(one(url) for url in urls))
+    return [ws for ws, _ in pairs], [hello for _, hello in pairs]
+
+
+async def expect_exactly(ws: ClientConnection, expected: list[str], sentinel: str) -> None:
+    """``ws`` receives ``expected`` in order, then ``sentinel``: nothing missing, nothing twice."""
+    got = [await asyncio.wait_for(ws.recv(), TIMEOUT) for _ in range(len(expected) + 1)]
+    assert got == [*expected, sentinel]
+
+
+async def exercise(servers: Sequence[Gunicorn], redis: RedisServer, min_processes: int) -> None:
+    urls = [f"{servers[i % len(servers)].ws_url}/ws/lobby" for i in range(CLIENTS)]
+    clients, hellos = await connect_clients(urls)
+    try:
+        pids = {hello["pid"] for hello in hellos}
+        assert len(pids) >= min_processes, f"all clients landed on {pids}"
+        ids = {hello["id"] for hello in hellos}
+        assert len(ids) == CLIENTS
+
+        # Presence across every worker (asked of any one of them).
+        for server in servers:
+            wait_until(
+                lambda s=server: http_json(f"{s.base_url}/presence/lobby")["size"] == CLIENTS,
+                TIMEOUT,
+                "presence to count every client",
+            )
+            assert set(http_json(f"{server.base_url}/presence/lobby")["members"]) == ids
+
+        # One publisher: one socket, so one worker, sends without waiting.
+        expected = [f"ws-{n}" for n in range(25)]
+        for text in expected:
+            await clients[0].send(f"say:{text}")
+        await clients[0].send("say:end")
+        await asyncio.gather(*(expect_exactly(ws, expected, "end") for ws in clients))
+        # One publisher whose requests land on any worker: each POST returns once published,
+        # so its messages are ordered too.
+        expected = []
+        for n in range(25):
+            text = f"http-{n}"
+            http_json(f"{servers[n % len(servers)].base_url}/broadcast/lobby", text.encode())
+            expected.append(text)
+        http_json(f"{servers[0].base_url}/broadcast/lobby", b"end")
+        await asyncio.gather(*(expect_exactly(ws, expected, "end") for ws in clients))
+
+        # A Publisher in a separate process reaches clients on every worker.
+        code = (
+            "import sys; from FasterAPI.pubsub import Publisher\n"
+            "with Publisher(sys.argv[1]) as p:\n"
+            "    p.broadcast_sync('lobby', 'from another process')\n"
+            "    p.send_to_sync(sys.argv[2], 'just for you')\n"
+        )
+        subprocess.run([sys.executable, "-c", code, redis.url, hellos[5]["id"]], cwd=ROOT, check=True, timeout=30)
+        for i, ws in enumerate(clients):
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "from another process"
+            if i == 5:
+                assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "just for you"
+
+        # Leaving: presence drops to the true number of connected clients.
+        for ws in clients[:15]:
+            await ws.close()
+        wait_until(
+            lambda: http_json(f"{servers[0].base_url}/presence/lobby")["size"] == CLIENTS - 15,
+            TIMEOUT,
+            "presence to drop after clients left",
+        )
+        # Those who stayed still receive, exactly once.
+        await clients[-1].send("say:after")
+        for ws in clients[15:]:
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "after"
+    finally:
+        await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+
+
+def redis_clients(redis: RedisServer) -> list[dict[str, str]]:
+    return [c for c in redis.client().client_list() if c.get("name", "").startswith("fasterapi:")]
+
+
+def test_four_workers_share_rooms_through_redis(redis_server: RedisServer) -> None:
+    env = {"FASTERAPI_BACKEND": redis_server.url}
+    with run_gunicorn("tests.apps.cluster_app:app", workers=4, env=env) as server:
+        asyncio.run(exercise([server], redis_server, min_processes=2))
+        # One subscriber connection per worker, however many sockets and rooms.
+        subscribers = [c for c in redis_clients(redis_server) if c["name"].endswith("sub")]
+        assert len(subscribers) == 4, subscribers
+
+
+def test_two_hosts_share_rooms_through_one_redis(redis_server: RedisServer) -> None:
+    env = {"FASTERAPI_BACKEND": redis_server.url}
+    with run_gunicorn("tests.apps.cluster_app:app", workers=2, env=env) as first:
+        with run_gunicorn("tests.apps.cluster_app:app", workers=2, env=env) as second:
+            asyncio.run(exercise([first, second], redis_server, min_processes=2))

@@ -1,0 +1,454 @@
+"""The behaviour every backend promises (``FasterAPI.pubsub.backends.base``), run against each.
+
+Backends: memory, RedisBackend on fakeredis, RedisBackend on a real redis-server (started by
+the ``redis_server`` fixture on a free port). Synchronisation is by events and
+poll-until-deadline, never by fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+from fakeredis import FakeServer
+from fakeredis.aioredis import FakeAsyncRedisConnection
+
+from FasterAPI.pubsub.backends.base import Backend, BackendUnavailable
+from FasterAPI.pubsub.backends.memory import MemoryBackend
+from FasterAPI.pubsub.backends.redis import RedisBackend
+
+pytestmark = pytest.mark.timeout(60)
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run ``coro`` on a fresh event loop, with an overall deadline."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+class RecordingListener:
+    """A BackendListener that records everything and lets a test await a condition."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.events: list[str] = []  # "lost" / "restored", in order
+        self.errors: list[BaseException | None] = []
+        self._changed = asyncio.Event()
+
+    def on_message(self, channel: str, data: bytes) -> None:
+        self.messages.append((channel, data))
+        self._changed.set()
+
+    def on_connection_lost(self, error: BaseException | None) -> None:
+        self.events.append("lost")
+        self.errors.append(error)
+        self._changed.set()
+
+    def on_connection_restored(self) -> None:
+        self.events.append("restored")
+        self._changed.set()
+
+    def on(self, channel: str) -> list[bytes]:
+        """Payloads received on ``channel``, in order."""
+        return [data for name, data in self.messages if name == channel]
+
+    async def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> float:
+        """Wait until ``predicate()`` holds (re-checked on every callback); return the wait time."""
+        start = time.monotonic()
+        deadline = start + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            self._changed.clear()
+            if predicate():
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+        return time.monotonic() - start
+
+    async def wait_events(self, expected: list[str], timeout: float = 10.0) -> float:
+        """Wait until the connection events are exactly ``expected``."""
+        return await self.wait_for(lambda: self.events == expected, f"events {expected}", timeout)
+
+
+class RaisingListener(RecordingListener):
+    """Raises from on_message for payloads starting with b"boom" (after recording them)."""
+
+    def on_message(self, channel: str, data: bytes) -> None:
+        super().on_message(channel, data)
+        if data.startswith(b"boom"):
+            raise RuntimeError("listener bug")
+
+
+async def poll_until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
+    """Poll an async condition until it holds or the deadline passes (for clock-driven state)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+BackendFactory = Callable[[], Backend]
+
+
+@pytest.fixture(params=["memory", "fakeredis", "redis"])
+def make_backend(request: pytest.FixtureRequest) -> BackendFactory:
+    """Builds fresh, unstarted backends of one kind; all built by one test share one relay."""
+    return _factory(request, request.param)
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def make_shared_backend(request: pytest.FixtureRequest) -> BackendFactory:
+    """Backends whose separate instances share one relay, as separate workers do."""
+    return _factory(request, request.param)
+
+
+def _factory(request: pytest.FixtureRequest, kind: str) -> BackendFactory:
+    prefix = f"contract{os.getpid()}:"
+    if kind == "memory":
+        return MemoryBackend
+    if kind == "fakeredis":
+        fake = FakeServer()
+
+        def fake_redis() -> Backend:
+            return RedisBackend(
+                "redis://fakeredis:6379/0",
+                prefix=prefix,
+                startup_wait=5.0,
+                pool_options={"connection_class": FakeAsyncRedisConnection, "server": fake},
+            )
+
+        return fake_redis
+    server = request.getfixturevalue("redis_server")
+
+    def real_redis() -> Backend:
+        return RedisBackend(server.url, prefix=prefix, startup_wait=5.0, health_check_interval=2.0)
+
+    return real_redis
+
+
+@contextlib.asynccontextmanager
+async def started(backend: Backend, listener: RecordingListener) -> AsyncIterator[Backend]:
+    await backend.start(listener)
+    try:
+        assert backend.available, "backend should be available once start() returned"
+        yield backend
+    finally:
+        await backend.stop()
+
+
+async def settle(backend: Backend, listener: RecordingListener, channel: str = "marker") -> None:
+    """Publish a marker on a subscribed channel and wait for it: everything sent before has
+    been processed by the relay. (Messages on one connection arrive in order.)"""
+    await backend.subscribe(channel)
+    token = os.urandom(8)
+    await backend.publish(channel, token)
+    await listener.wait_for(lambda: token in listener.on(channel), f"marker on {channel!r}")
+
+
+def test_publish_reaches_subscriber(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            await backend.subscribe("room:a")
+            await backend.publish("room:a", b"hello")
+            await listener.wait_for(lambda: listener.messages == [("room:a", b"hello")], "hello")
+
+    run(main())
+
+
+def test_subscribe_before_start_takes_effect(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        backend = make_backend()
+        await backend.subscribe("early")
+        async with started(backend, listener):
+            await backend.publish("early", b"x")
+            await listener.wait_for(lambda: listener.on("early") == [b"x"], "message on early")
+
+    run(main())
+
+
+def test_order_preserved_across_1000_messages(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            await backend.subscribe("seq")
+            expected = [str(i).encode() for i in range(1000)]
+            for payload in expected:
+                await backend.publish("seq", payload)
+            await listener.wait_for(lambda: len(listener.on("seq")) >= 1000, "1000 messages")
+            assert listener.on("seq") == expected
+
+    run(main())
+
+
+def test_two_workers_see_each_other(make_shared_backend: BackendFactory) -> None:
+    make_backend = make_shared_backend
+
+    async def main() -> None:
+        a_listener, b_listener = RecordingListener(), RecordingListener()
+        async with started(make_backend(), a_listener) as a, started(make_backend(), b_listener) as b:
+            await a.subscribe("room")
+            await b.subscribe("room")
+            await settle(a, a_listener)
+            await settle(b, b_listener)
+            await a.publish("room", b"from a")
+            await b_listener.wait_for(lambda: b_listener.on("room") == [b"from a"], "a's message at b")
+            await a_listener.wait_for(lambda: a_listener.on("room") == [b"from a"], "a's own message")
+
+    run(main())
+
+
+def test_subscription_is_in_force_when_subscribe_returns(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            for i in range(100):
+                await backend.subscribe(f"fresh:{i}")
+                await backend.publish(f"fresh:{i}", b"first")
+            await listener.wait_for(lambda: len(listener.messages) == 100, "every first message")
+
+    run(main())
+
+
+def test_concurrent_subscribe_and_unsubscribe(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            channels = [f"c:{i}" for i in range(50)]
+            await asyncio.gather(*(backend.subscribe(channel) for channel in channels * 2))
+            await asyncio.gather(*(backend.unsubscribe(channel) for channel in channels[::2]))
+            for channel in channels:
+                await backend.publish(channel, channel.encode())
+            await settle(backend, listener)
+            assert sorted(name for name, _ in listener.messages if name != "marker") == sorted(channels[1::2])
+
+    run(main())
+
+
+def test_unsubscribe_stops_delivery(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            await backend.subscribe("a")
+            await backend.subscribe("b")
+            await backend.publish("a", b"1")
+            await listener.wait_for(lambda: listener.on("a") == [b"1"], "first message")
+            await backend.unsubscribe("a")
+            await backend.unsubscribe("a")  # idempotent
+            await backend.unsubscribe("never-subscribed")
+            await backend.publish("a", b"2")
+            await backend.publish("b", b"after")
+            await listener.wait_for(lambda: listener.on("b") == [b"after"], "message on b")
+            await settle(backend, listener)
+            assert listener.on("a") == [b"1"]
+
+    run(main())
+
+
+def test_subscribe_is_idempotent(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            await backend.subscribe("a")
+            await backend.subscribe("a")
+            await backend.publish("a", b"once")
+            await settle(backend, listener)
+            assert listener.on("a") == [b"once"]
+            # One unsubscribe undoes any number of subscribes.
+            await backend.unsubscribe("a")
+            await backend.publish("a", b"gone")
+            await settle(backend, listener)
+            assert listener.on("a") == [b"once"]
+
+    run(main())
+
+
+def test_bytes_pass_through_untouched(make_backend: BackendFactory) -> None:
+    payloads = [
+        b"",
+        b"\x00",
+        bytes(range(256)),
+        b"\xff\xfe\xfd not utf-8 \xc3\x28",
+        "naïve - 日本".encode(),
+        b"*3\r\n$7\r\nmessage\r\n",  # looks like RESP
+        os.urandom(256 * 1024),
+    ]
+
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            await backend.subscribe("bin")
+            for payload in payloads:
+                await backend.publish("bin", payload)
+            await listener.wait_for(lambda: len(listener.on("bin")) == len(payloads), "all payloads")
+            received = listener.on("bin")
+            assert received == payloads
+            assert all(type(data) is bytes for data in received)
+
+    run(main())
+
+
+def test_channel_names_pass_through(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        names = ["room:lobby", "room:caf\u00e9", "w:1234:abcd", "with space", "*", "a.b?c[d]"]
+        async with started(make_backend(), listener) as backend:
+            for name in names:
+                await backend.subscribe(name)
+            for name in names:
+                await backend.publish(name, name.encode())
+            await listener.wait_for(lambda: len(listener.messages) == len(names), "one message per channel")
+            assert listener.messages == [(name, name.encode()) for name in names]
+
+    run(main())
+
+
+def test_presence_add_members_count_remove(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            assert await backend.presence_members("lobby") == []
+            assert await backend.presence_count("lobby") == 0
+            await backend.presence_add("lobby", ["c1", "c2"], ttl=30)
+            await backend.presence_add("lobby", iter(["c3"]), ttl=30)
+            await backend.presence_add("lobby", ["c1"], ttl=30)  # refresh, not a duplicate
+            await backend.presence_add("other", ["x"], ttl=30)
+            assert sorted(await backend.presence_members("lobby")) == ["c1", "c2", "c3"]
+            assert await backend.presence_count("lobby") == 3
+            await backend.presence_remove("lobby", ["c2", "not-there"])
+            assert sorted(await backend.presence_members("lobby")) == ["c1", "c3"]
+            assert await backend.presence_count("lobby") == 2
+            await backend.presence_remove("lobby", ["c1", "c3"])
+            await backend.presence_remove("empty-room", ["c1"])
+            await backend.presence_add("lobby", [], ttl=30)
+            assert await backend.presence_members("lobby") == []
+            assert await backend.presence_count("lobby") == 0
+            assert await backend.presence_members("other") == ["x"]
+
+    run(main())
+
+
+def test_presence_entries_expire(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            await backend.presence_add("room", ["short"], ttl=0.2)
+            await backend.presence_add("room", ["long"], ttl=30)
+            await backend.presence_add("room", ["refreshed"], ttl=0.2)
+            await backend.presence_add("room", ["refreshed"], ttl=30)
+            assert await backend.presence_count("room") == 3
+
+            async def expired() -> bool:
+                return await backend.presence_count("room") == 2
+
+            await poll_until(expired, "the short entry to expire", timeout=5)
+            assert sorted(await backend.presence_members("room")) == ["long", "refreshed"]
+
+            await backend.presence_add("gone", ["a", "b"], ttl=0.2)
+
+            async def room_empty() -> bool:
+                return await backend.presence_members("gone") == []
+
+            await poll_until(room_empty, "the whole room to expire", timeout=5)
+            assert await backend.presence_count("gone") == 0
+
+    run(main())
+
+
+def test_operations_before_start_raise_unavailable(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        backend = make_backend()
+        assert not backend.available
+        with pytest.raises(BackendUnavailable):
+            await backend.publish("a", b"x")
+        with pytest.raises(BackendUnavailable):
+            await backend.presence_add("room", ["m"], ttl=1)
+        with pytest.raises(BackendUnavailable):
+            await backend.presence_members("room")
+        with pytest.raises(BackendUnavailable):
+            await backend.presence_count("room")
+        with pytest.raises(BackendUnavailable):
+            await backend.presence_remove("room", ["m"])
+        await backend.stop()  # stopping a never-started backend is fine
+
+    run(main())
+
+
+def test_stop_is_idempotent_and_final(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        backend = make_backend()
+        await backend.start(listener)
+        await backend.subscribe("a")
+        await backend.stop()
+        assert not backend.available
+        await backend.stop()
+        with pytest.raises(BackendUnavailable):
+            await backend.publish("a", b"x")
+        with pytest.raises(BackendUnavailable):
+            await backend.presence_count("room")
+        assert listener.events == []  # a stop is not a lost connection
+
+    run(main())
+
+
+def test_raising_listener_does_not_stop_delivery(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RaisingListener()
+        async with started(make_backend(), listener) as backend:
+            await backend.subscribe("a")
+            await backend.publish("a", b"boom 1")
+            await backend.publish("a", b"fine 1")
+            await backend.publish("a", b"boom 2")
+            await backend.publish("a", b"fine 2")
+            await listener.wait_for(lambda: len(listener.on("a")) == 4, "all four messages")
+            assert listener.on("a") == [b"boom 1", b"fine 1", b"boom 2", b"fine 2"]
+            assert getattr(backend, "callback_errors", 2) == 2
+            await settle(backend, listener)
+            assert backend.available
+
+    run(main())
+
+
+def test_memory_delivery_is_not_reentrant() -> None:
+    """publish() queues the delivery: the listener runs after the publisher's step, in order."""
+
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(MemoryBackend(), listener) as backend:
+            await backend.subscribe("a")
+            await backend.publish("a", b"1")
+            await backend.publish("a", b"2")
+            assert listener.messages == []
+            await listener.wait_for(lambda: len(listener.messages) == 2, "both messages")
+            assert listener.on("a") == [b"1", b"2"]
+            await backend.publish("a", b"3")
+            await backend.unsubscribe("a")  # wins over the queued delivery
+            await settle(backend, listener)
+            assert listener.on("a") == [b"1", b"2"]
+
+    run(main())
+
+
+def test_memory_from_url() -> None:
+    assert isinstance(MemoryBackend.from_url("memory://"), MemoryBackend)
+    with pytest.raises(ValueError):
+        MemoryBackend.from_url("redis://localhost")
+    with pytest.raises(TypeError):
+        MemoryBackend.from_url("memory://", prefix="x")

@@ -1,0 +1,119 @@
+"""The bounded per-connection queue: overflow policies, isolation of a stuck connection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from FasterAPI.config import Overflow
+from FasterAPI.pubsub.hub import HubStats
+from FasterAPI.pubsub.outbox import Outbox
+from FasterAPI.websockets import WebSocket, WebSocketState
+
+
+class GatedSocket(WebSocket):
+    """A WebSocket whose transport accepts a message only when the test opens the gate."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
+        self.sent: list[Any] = []
+        self.gate = gate
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.Event().wait()
+            return {}
+
+        async def send(message: Any) -> None:
+            await self.gate.wait()
+            self.sent.append(message)
+
+        super().__init__(scope, receive, send)
+        self._id = "w.1"
+        self.application_state = WebSocketState.CONNECTED
+        self.client_state = WebSocketState.CONNECTED
+
+
+def message(n: int) -> dict[str, Any]:
+    return {"type": "websocket.send", "text": str(n)}
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_messages_drain_in_order() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        gate.set()
+        ws = GatedSocket(gate)
+        stats = HubStats()
+        outbox = Outbox(ws, 10, Overflow.CLOSE, stats)
+        for n in range(8):
+            outbox.put(message(n))
+        await _settle()
+        assert [m["text"] for m in ws.sent] == [str(n) for n in range(8)]
+        assert stats.delivered == 8
+
+    asyncio.run(scenario())
+
+
+def test_overflow_closes_with_1013_and_counts() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        ws = GatedSocket(gate)
+        stats = HubStats()
+        outbox = Outbox(ws, 4, Overflow.CLOSE, stats)
+        for n in range(6):  # one in flight, four queued, the sixth overflows
+            outbox.put(message(n))
+            await _settle()
+        assert outbox.closed
+        assert stats.slow_consumer_closes == 1
+        gate.set()
+        await _settle()
+        assert ws.sent[-1] == {"type": "websocket.close", "code": 1013, "reason": "send queue overflow"}
+        assert ws.application_state is WebSocketState.DISCONNECTED
+        outbox.put(message(99))  # ignored once closed
+        assert len(outbox.queue) == 0
+
+    asyncio.run(scenario())
+
+
+def test_drop_oldest_keeps_the_newest_and_counts_the_dropped() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        ws = GatedSocket(gate)
+        stats = HubStats()
+        outbox = Outbox(ws, 3, Overflow.DROP_OLDEST, stats)
+        outbox.put(message(0))
+        await _settle()  # message 0 is now in flight, blocked on the gate
+        for n in range(1, 8):
+            outbox.put(message(n))
+        assert [m["text"] for m in outbox.queue] == ["5", "6", "7"]
+        assert stats.dropped == 4
+        gate.set()
+        await _settle()
+        assert [m["text"] for m in ws.sent] == ["0", "5", "6", "7"]
+        assert not outbox.closed
+
+    asyncio.run(scenario())
+
+
+def test_a_stuck_connection_does_not_delay_others() -> None:
+    async def scenario() -> None:
+        stuck_gate = asyncio.Event()
+        open_gate = asyncio.Event()
+        open_gate.set()
+        stats = HubStats()
+        stuck = Outbox(GatedSocket(stuck_gate), 100, Overflow.CLOSE, stats)
+        readers = [GatedSocket(open_gate) for _ in range(10)]
+        outboxes = [Outbox(ws, 100, Overflow.CLOSE, stats) for ws in readers]
+        for n in range(50):
+            stuck.put(message(n))
+            for outbox in outboxes:
+                outbox.put(message(n))
+        await _settle()
+        assert all(len(ws.sent) == 50 for ws in readers)
+        assert len(stuck.queue) == 49  # one in flight, the rest waiting, bounded by 100
+
+    asyncio.run(scenario())
