@@ -9,7 +9,12 @@ overflow                   FASTERAPI_OVERFLOW              ``close`` (1013), or 
 max_message_size           FASTERAPI_MAX_MESSAGE_SIZE      1 MiB per broadcast payload
 presence_ttl               FASTERAPI_PRESENCE_TTL          30 s (a dead worker's entries expire by then)
 health_interval            FASTERAPI_HEALTH_INTERVAL       5 s between end-to-end relay self-pings
+drain_window               FASTERAPI_DRAIN_WINDOW          2 s: on shutdown, sockets close with 1001
+                                                           at random moments over this window
 =========================  ==============================  =========================================
+
+``drain_window`` is a setting of our gunicorn worker and server (``FasterAPI.server``), read
+from the environment only.
 
 A slow connection therefore holds at most ``send_queue_size`` messages of at most
 ``max_message_size`` bytes each, on top of the server's own socket buffer.
@@ -31,8 +36,31 @@ class Overflow(enum.Enum):
     DROP_OLDEST = "drop_oldest"  #: drop its oldest queued message to make room
 
 
+class _Settings:
+    """Load a frozen dataclass of settings from arguments, then ``FASTERAPI_*`` variables."""
+
+    @classmethod
+    def load(cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Any:
+        """Arguments first, then ``FASTERAPI_<NAME>`` variables, then the defaults."""
+        environ = os.environ if environ is None else environ
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(options) - set(known)
+        if unknown:
+            raise TypeError(f"Unknown option(s) {sorted(unknown)}; expected some of {sorted(known)}")
+        values: dict[str, Any] = {}
+        for name, field in known.items():
+            if options.get(name) is not None:
+                raw: Any = options[name]
+            elif f"FASTERAPI_{name.upper()}" in environ:
+                raw = environ[f"FASTERAPI_{name.upper()}"]
+            else:
+                continue
+            values[name] = _coerce(name, field.default, raw)
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class HubConfig:
+class HubConfig(_Settings):
     backend: str = "memory://"
     send_queue_size: int = 512
     overflow: Overflow = Overflow.CLOSE
@@ -50,24 +78,14 @@ class HubConfig:
         if self.health_interval <= 0:
             raise ValueError(f"health_interval must be positive, got {self.health_interval}")
 
-    @classmethod
-    def load(cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> HubConfig:
-        """Arguments first, then ``FASTERAPI_<NAME>`` variables, then the defaults."""
-        environ = os.environ if environ is None else environ
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(options) - set(known)
-        if unknown:
-            raise TypeError(f"Unknown hub option(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        values: dict[str, Any] = {}
-        for name, field in known.items():
-            if options.get(name) is not None:
-                raw: Any = options[name]
-            elif f"FASTERAPI_{name.upper()}" in environ:
-                raw = environ[f"FASTERAPI_{name.upper()}"]
-            else:
-                continue
-            values[name] = _coerce(name, field.default, raw)
-        return cls(**values)
+
+@dataclass(frozen=True)
+class ServerConfig(_Settings):
+    drain_window: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.drain_window < 0:
+            raise ValueError(f"drain_window must not be negative, got {self.drain_window}")
 
 
 def _coerce(name: str, default: Any, raw: Any) -> Any:

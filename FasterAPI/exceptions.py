@@ -17,7 +17,10 @@ class HTTPException(Exception):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         if detail is None:
-            detail = http.HTTPStatus(status_code).phrase
+            try:
+                detail = http.HTTPStatus(status_code).phrase
+            except ValueError:  # a status the standard library does not name, such as 499
+                detail = f"HTTP {status_code}"
         self.status_code = status_code
         self.detail = detail
         self.headers = dict(headers) if headers else None

@@ -13,7 +13,7 @@ from .requests import HTTPConnection
 from .types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from .pubsub.outbox import Outbox
+    from .pubsub.outbox import Sink
 
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState"]
 
@@ -50,8 +50,8 @@ class WebSocket(HTTPConnection):
         self._id: str | None = None
         #: Rooms this connection joined in this worker (kept by the hub).
         self.rooms: set[str] = set()
-        #: The bounded queue the hub delivers broadcasts through (created on first join).
-        self.outbox: Outbox | None = None
+        #: Where the hub delivers broadcasts (set when the connection gets its id).
+        self.outbox: Sink | None = None
 
     # -- raw ASGI messages -------------------------------------------------------------------
 

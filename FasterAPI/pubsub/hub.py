@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..config import HubConfig
-from ..types import Message
 from . import backend_from_url
 from .backends.base import Backend, BackendUnavailable
 from .envelope import (
@@ -42,7 +41,7 @@ from .envelope import (
     worker_channel,
     worker_of,
 )
-from .outbox import Outbox
+from .outbox import Delivery, Outbox
 
 if TYPE_CHECKING:
     from ..websockets import WebSocket
@@ -70,7 +69,7 @@ class Hub:
     """Rooms and broadcast for one worker, over any backend."""
 
     def __init__(self, backend: str | Backend | None = None, **options: Any) -> None:
-        self.config = HubConfig.load({"backend": backend if isinstance(backend, str) else None, **options})
+        self.config: HubConfig = HubConfig.load({"backend": backend if isinstance(backend, str) else None, **options})
         self.backend: Backend = backend if isinstance(backend, Backend) else backend_from_url(self.config.backend)
         self.worker_id = secrets.token_hex(6)
         self.stats = HubStats()
@@ -141,10 +140,17 @@ class Hub:
     # -- connections and rooms -----------------------------------------------------------
 
     def register(self, ws: WebSocket) -> str:
-        """Give ``ws`` a cluster-unique id and an outbox; returns the id."""
+        """Give ``ws`` a cluster-unique id and a sink for broadcasts; returns the id.
+
+        Under our server protocol the sink is the connection itself (frame-once writes to
+        its transport); under any other server it is an ASGI :class:`Outbox`.
+        """
         connection_id = f"{self.worker_id}.{next(self._ids)}"
         ws._id = connection_id
-        ws.outbox = Outbox(ws, self.config.send_queue_size, self.config.overflow, self.stats)
+        config = self.config
+        direct = ws.scope.get("extensions", {}).get("fasterapi.direct")
+        sink = None if direct is None else direct.direct_sink(config.send_queue_size, config.overflow, self.stats)
+        ws.outbox = sink if sink is not None else Outbox(ws, config.send_queue_size, config.overflow, self.stats)
         self.connections[connection_id] = ws
         return connection_id
 
@@ -325,15 +331,11 @@ class Hub:
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        message: Message
-        if envelope.kind == KIND_TEXT:
-            message = {"type": "websocket.send", "text": envelope.payload.decode("utf-8")}
-        else:
-            message = {"type": "websocket.send", "bytes": envelope.payload}
+        delivery = Delivery(envelope.payload, envelope.kind != KIND_TEXT)
         if envelope.target:
             ws = self.connections.get(envelope.target)
             if ws is not None and ws.outbox is not None:
-                ws.outbox.put(message)
+                ws.outbox.deliver(delivery)
             return
         members = self.rooms.get(envelope.room)
         if not members:
@@ -341,7 +343,7 @@ class Hub:
         exclude = envelope.exclude
         for connection_id, ws in members.items():
             if connection_id != exclude:
-                ws.outbox.put(message)  # type: ignore[union-attr]
+                ws.outbox.deliver(delivery)  # type: ignore[union-attr]
 
     def on_connection_lost(self, error: BaseException | None) -> None:
         self.stats.backend_outages += 1

@@ -1,9 +1,14 @@
-"""The bounded per-connection send queue, and what happens when it overflows.
+"""Delivery of one broadcast to one connection, and the bounded queue behind it.
 
-The hub puts one shared ASGI message per broadcast into the outbox of every local member;
-each outbox drains on its own task, so a client that stops reading only fills its own queue
-and never delays the others. When the queue is full the policy decides: close the socket
-with 1013 (the default) or drop the oldest queued message. Both are counted.
+The hub decodes each message once per worker into a :class:`Delivery`, which builds what a
+connection needs lazily and only once for all of them: the ASGI message, or the RFC 6455
+frame (plain or deflated) that our server protocol writes straight to each transport.
+
+:class:`Outbox` is the plain ASGI path (any server): a bounded queue per connection that
+drains on its own task, so a client that stops reading only fills its own queue and never
+delays the others. When the queue is full the policy decides: close the socket with 1013
+(the default) or drop the oldest queued message. Both are counted. The frame-once path,
+``FasterAPI.server.protocol``, keeps the same bound and policy on the transport itself.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import Overflow
+from ..server.frames import OP_BINARY, OP_TEXT, deflate, frame
 from ..types import Message
 
 if TYPE_CHECKING:
@@ -25,8 +31,60 @@ logger = logging.getLogger("fasterapi.hub")
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
+class Delivery:
+    """One broadcast as every local member may need it, each form built at most once."""
+
+    __slots__ = ("_deflated", "_frame", "_message", "binary", "payload")
+
+    def __init__(self, payload: bytes, binary: bool) -> None:
+        self.payload = payload
+        self.binary = binary
+        self._message: Message | None = None
+        self._frame: bytes | None = None
+        self._deflated: dict[int, bytes] | None = None
+
+    @property
+    def message(self) -> Message:
+        """The ASGI ``websocket.send`` message (shared: servers do not mutate it)."""
+        if self._message is None:
+            if self.binary:
+                self._message = {"type": "websocket.send", "bytes": self.payload}
+            else:
+                self._message = {"type": "websocket.send", "text": self.payload.decode("utf-8")}
+        return self._message
+
+    @property
+    def frame(self) -> bytes:
+        """The complete unmasked frame."""
+        if self._frame is None:
+            self._frame = frame(OP_BINARY if self.binary else OP_TEXT, self.payload)
+        return self._frame
+
+    def deflated_frame(self, window_bits: int) -> bytes:
+        """The frame compressed for permessage-deflate without server context takeover."""
+        if self._deflated is None:
+            self._deflated = {}
+        data = self._deflated.get(window_bits)
+        if data is None:
+            opcode = OP_BINARY if self.binary else OP_TEXT
+            data = self._deflated[window_bits] = frame(
+                opcode, deflate(self.payload, window_bits), compressed=True
+            )
+        return data
+
+
+class Sink(Protocol):
+    """Where the hub delivers a connection's broadcasts: an :class:`Outbox`, or our protocol."""
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Send (or queue) ``delivery``; never blocks, never raises."""
+
+    def close(self) -> None:
+        """Accept nothing more."""
+
+
 class Outbox:
-    """Messages waiting to be sent to one WebSocket, at most ``limit`` of them."""
+    """Messages waiting to be sent to one WebSocket through ASGI, at most ``limit`` of them."""
 
     __slots__ = ("_drain_task", "closed", "limit", "policy", "queue", "stats", "ws")
 
@@ -38,6 +96,9 @@ class Outbox:
         self.queue: collections.deque[Message] = collections.deque()
         self.closed = False
         self._drain_task: asyncio.Task[None] | None = None
+
+    def deliver(self, delivery: Delivery) -> None:
+        self.put(delivery.message)
 
     def put(self, message: Message) -> None:
         """Queue ``message``; never blocks, never raises."""

@@ -38,4 +38,10 @@ async def presence(room: str) -> dict[str, object]:
 
 @app.get("/worker")
 async def worker() -> dict[str, object]:
-    return {"pid": os.getpid(), "worker_id": app.hub.worker_id, "relay_ok": await app.hub.check_relay()}
+    return {
+        "pid": os.getpid(),
+        "worker_id": app.hub.worker_id,
+        "relay_ok": await app.hub.check_relay(),
+        # How broadcasts reach this worker's sockets: "Outbox" (ASGI) or our protocol (frame-once).
+        "sinks": sorted({type(ws.outbox).__name__ for ws in app.hub.connections.values()}),
+    }

@@ -44,10 +44,14 @@ async def expect_exactly(ws: ClientConnection, expected: list[str], sentinel: st
     assert got == [*expected, sentinel]
 
 
-async def exercise(servers: Sequence[Gunicorn], redis: RedisServer, min_processes: int) -> None:
+async def exercise(servers: Sequence[Gunicorn], redis: RedisServer, min_processes: int, sink: str) -> None:
     urls = [f"{servers[i % len(servers)].ws_url}/ws/lobby" for i in range(CLIENTS)]
     clients, hellos = await connect_clients(urls)
     try:
+        for server in servers:
+            # Ask several workers: every one with sockets must use the expected path.
+            seen = [tuple(http_json(f"{server.base_url}/worker")["sinks"]) for _ in range(8)]
+            assert set(seen) - {()} == {(sink,)}, seen
         pids = {hello["pid"] for hello in hellos}
         assert len(pids) >= min_processes, f"all clients landed on {pids}"
         ids = {hello["id"] for hello in hellos}
@@ -111,17 +115,27 @@ def redis_clients(redis: RedisServer) -> list[dict[str, str]]:
     return [c for c in redis.client().client_list() if c.get("name", "").startswith("fasterapi:")]
 
 
-def test_four_workers_share_rooms_through_redis(redis_server: RedisServer) -> None:
+#: Both delivery paths: plain ASGI sends (uvicorn's worker) and frame-once writes (ours).
+WORKERS = pytest.mark.parametrize(
+    ("worker_class", "sink"),
+    [("uvicorn_worker.UvicornWorker", "Outbox"), ("FasterAPI.server.worker.FasterWorker", "FasterWebSocketProtocol")],
+    ids=["asgi", "frame-once"],
+)
+
+
+@WORKERS
+def test_four_workers_share_rooms_through_redis(redis_server: RedisServer, worker_class: str, sink: str) -> None:
     env = {"FASTERAPI_BACKEND": redis_server.url}
-    with run_gunicorn("tests.apps.cluster_app:app", workers=4, env=env) as server:
-        asyncio.run(exercise([server], redis_server, min_processes=2))
+    with run_gunicorn("tests.apps.cluster_app:app", workers=4, env=env, worker_class=worker_class) as server:
+        asyncio.run(exercise([server], redis_server, min_processes=2, sink=sink))
         # One subscriber connection per worker, however many sockets and rooms.
         subscribers = [c for c in redis_clients(redis_server) if c["name"].endswith("sub")]
         assert len(subscribers) == 4, subscribers
 
 
-def test_two_hosts_share_rooms_through_one_redis(redis_server: RedisServer) -> None:
+@WORKERS
+def test_two_hosts_share_rooms_through_one_redis(redis_server: RedisServer, worker_class: str, sink: str) -> None:
     env = {"FASTERAPI_BACKEND": redis_server.url}
-    with run_gunicorn("tests.apps.cluster_app:app", workers=2, env=env) as first:
-        with run_gunicorn("tests.apps.cluster_app:app", workers=2, env=env) as second:
-            asyncio.run(exercise([first, second], redis_server, min_processes=2))
+    with run_gunicorn("tests.apps.cluster_app:app", workers=2, env=env, worker_class=worker_class) as first:
+        with run_gunicorn("tests.apps.cluster_app:app", workers=2, env=env, worker_class=worker_class) as second:
+            asyncio.run(exercise([first, second], redis_server, min_processes=2, sink=sink))

@@ -1,0 +1,285 @@
+"""``FasterWebSocketProtocol``: uvicorn's websockets-sansio protocol with frame-once writes.
+
+The hub hands every local member of a room the same :class:`~FasterAPI.pubsub.outbox.Delivery`;
+this protocol writes its prebuilt frame straight to the transport, instead of one ASGI
+``send`` (and one frame encoding) per socket. Frames for one connection that arrive in one
+event-loop iteration (a burst read from Redis in one wake-up) go out in one ``write``.
+
+Guarantees kept from the ASGI path:
+
+- A bounded buffer per connection: while the transport is paused (its write buffer is over
+  the high-water mark), frames wait in a backlog of at most ``send_queue_size`` broadcasts;
+  on overflow the connection is closed with 1013 and its transport aborted shortly after,
+  or its oldest broadcast is dropped (``overflow="drop_oldest"``). Both are counted.
+- Order: the app's own ASGI sends go through the same queue, so frames and sends keep the
+  order in which they were made.
+- Nothing is written after a close frame or on a closing transport.
+- permessage-deflate is negotiated without server context takeover, so one compressed
+  frame serves every such member; any other negotiated shape uses the ASGI path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import TYPE_CHECKING, Any
+
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
+from websockets.server import ServerProtocol
+
+from ..config import Overflow
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGISendEvent
+
+    from ..pubsub.hub import HubStats
+    from ..pubsub.outbox import Delivery
+
+logger = logging.getLogger("fasterapi.server")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+#: How long a connection closed for overflow may take to answer before it is aborted.
+OVERFLOW_ABORT_AFTER = 5.0
+#: Window bits of our permessage-deflate (uvicorn's choice too).
+DEFLATE_WINDOW_BITS = 12
+
+
+class _Flusher:
+    """Writes every connection's batched frames once per event-loop iteration."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[FasterWebSocketProtocol] = []
+
+    def add(self, connection: FasterWebSocketProtocol) -> None:
+        if not self.dirty:
+            self.loop.call_soon(self.flush)
+        self.dirty.append(connection)
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for connection in dirty:
+            connection._flush()
+
+
+_flushers: dict[asyncio.AbstractEventLoop, _Flusher] = {}
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        if len(_flushers) > 8:  # loops of finished servers (tests): forget the closed ones
+            for old in [old for old in _flushers if old.is_closed()]:
+                del _flushers[old]
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher
+
+
+class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sansio WebSocket protocol, plus a direct path for hub broadcasts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.config.ws_per_message_deflate:
+            # Without server context takeover each message is compressed on its own, so a
+            # broadcast is compressed once for every member instead of once per socket.
+            self.conn = ServerProtocol(
+                extensions=[
+                    ServerPerMessageDeflateFactory(
+                        server_no_context_takeover=True,
+                        server_max_window_bits=DEFLATE_WINDOW_BITS,
+                        client_max_window_bits=DEFLATE_WINDOW_BITS,
+                        compress_settings={"memLevel": 5},
+                    )
+                ],
+                max_size=self.config.ws_max_size,
+                logger=logging.getLogger("uvicorn.error"),
+            )
+        self._flusher = _flusher(self.loop)
+        self._batch: list[bytes] = []
+        # While the transport is paused: (frame, is a hub broadcast) in write order.
+        self._backlog: collections.deque[tuple[bytes, bool]] | None = None
+        self._backlog_broadcasts = 0
+        self._closing = False
+        self._limit = 0
+        self._policy = Overflow.CLOSE
+        self._stats: HubStats | None = None
+        self._deflate_bits: int | None = None
+
+    # -- registration with the hub -------------------------------------------------------
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and not self.close_sent:
+            scope["extensions"]["fasterapi.direct"] = self
+
+    def direct_sink(self, limit: int, policy: Overflow, stats: HubStats) -> FasterWebSocketProtocol | None:
+        """Serve as the hub's sink for this connection, or None to use the ASGI path."""
+        if not self.handshake_complete or self.close_sent:
+            return None
+        for extension in self.conn.extensions:
+            if not isinstance(extension, PerMessageDeflate) or not extension.local_no_context_takeover:
+                return None  # a shape one shared frame cannot serve
+            self._deflate_bits = extension.local_max_window_bits or 15
+        self._limit = limit
+        self._policy = policy
+        self._stats = stats
+        return self
+
+    # -- the hub's side ------------------------------------------------------------------
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Write (or queue) one broadcast; never blocks, never raises."""
+        if self._closing or self.close_sent:
+            return
+        bits = self._deflate_bits
+        data = delivery.frame if bits is None else delivery.deflated_frame(bits)
+        stats = self._stats
+        assert stats is not None
+        backlog = self._backlog
+        if backlog is not None:
+            if self._backlog_broadcasts >= self._limit:
+                if self._policy is Overflow.DROP_OLDEST:
+                    self._drop_oldest_broadcast(backlog)
+                    stats.dropped += 1
+                else:
+                    self._overflow_close()
+                    return
+            backlog.append((data, True))
+            self._backlog_broadcasts += 1
+        else:
+            if not self._batch:
+                self._flusher.add(self)
+            self._batch.append(data)
+        stats.delivered += 1
+
+    def close(self) -> None:
+        """The hub forgets this connection: write nothing more for it."""
+        self._closing = True
+        self._batch = []
+
+    @property
+    def closed(self) -> bool:
+        return self._closing or self.close_sent
+
+    def _drop_oldest_broadcast(self, backlog: collections.deque[tuple[bytes, bool]]) -> None:
+        for index, (_, is_broadcast) in enumerate(backlog):
+            if is_broadcast:
+                del backlog[index]
+                self._backlog_broadcasts -= 1
+                return
+
+    def _overflow_close(self) -> None:
+        assert self._stats is not None
+        self._stats.slow_consumer_closes += 1
+        self._stats.dropped += self._backlog_broadcasts + len(self._batch) + 1
+        logger.warning(
+            "%s fell %d broadcasts behind; closing it with %d", self.client, self._limit, CLOSE_TRY_AGAIN_LATER
+        )
+        self._batch = []
+        self._backlog = None
+        self._backlog_broadcasts = 0
+        self._send_close(CLOSE_TRY_AGAIN_LATER, "send queue overflow", abort_after=OVERFLOW_ABORT_AFTER)
+
+    def _send_close(self, code: int, reason: str, *, abort_after: float) -> None:
+        """Write a close frame past any backlog, tell the app, and end the transport soon."""
+        self._closing = True
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        # A peer that does not read will never answer: abort instead of waiting to drain.
+        self.close_timer = self.loop.call_later(abort_after, self.transport.abort)
+        self.writable.set()  # wake an app send waiting on a buffer that will never drain
+
+    def _flush(self) -> None:
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        if self.close_sent or self.transport.is_closing():
+            return
+        if self._backlog is not None:
+            self._backlog.extend((data, True) for data in batch)
+            self._backlog_broadcasts += len(batch)
+            return
+        self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+
+    # -- flow control --------------------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._backlog is None:
+            self._backlog = collections.deque()
+            self._backlog_broadcasts = 0
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        backlog, self._backlog = self._backlog, None
+        self._backlog_broadcasts = 0
+        if backlog and not (self.close_sent or self.transport.is_closing()):
+            # May pause again at once; frames after this go to a fresh backlog, in order.
+            self.transport.write(b"".join(data for data, _ in backlog))
+
+    # -- the app's side ------------------------------------------------------------------
+
+    async def send(self, message: ASGISendEvent) -> None:
+        kind = message["type"]
+        if kind == "websocket.close":
+            # Broadcasts after the app's close must not be written, even while it waits.
+            self._closing = True
+        if self._backlog is not None and kind == "websocket.send" and self.handshake_complete:
+            if self.disconnected:
+                raise ClientDisconnected()
+            if not self.close_sent:
+                # Paused behind queued broadcasts: queue this frame after them, then give the
+                # app the same backpressure an ordinary send would.
+                data: bytes | None = message.get("bytes")  # type: ignore[assignment]
+                if data is not None:
+                    self.conn.send_binary(data)
+                else:
+                    text: str = message.get("text") or ""  # type: ignore[assignment]
+                    self.conn.send_text(text.encode())
+                self._backlog.append((b"".join(self.conn.data_to_send()), False))
+                await self.writable.wait()
+                if self.disconnected:
+                    raise ClientDisconnected()
+                return
+        # Broadcasts batched before this send go first.
+        self._flush()
+        if self._closing and self.close_sent and kind == "websocket.send":
+            raise ClientDisconnected()  # we closed it (overflow or shutdown) under the app
+        await super().send(message)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def go_away(self) -> None:
+        """Close with 1001 (going away) as the server shuts down; clients reconnect elsewhere.
+
+        What was already queued for the client is written before the close frame.
+        """
+        if self.handshake_complete and not self.close_sent and not self.transport.is_closing():
+            self._flush()
+            backlog, self._backlog = self._backlog, None
+            if backlog:
+                self.transport.write(b"".join(data for data, _ in backlog))
+            self._send_close(CLOSE_GOING_AWAY, "server shutting down", abort_after=self.close_timeout)
+
+    def shutdown(self) -> None:
+        if self.handshake_complete and not self.close_sent and not self.transport.is_closing():
+            # uvicorn says 1012 (service restart); a scaled-out client should go elsewhere.
+            self.stop_keepalive()
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_GOING_AWAY})
+            self.conn.send_close(CLOSE_GOING_AWAY, "server shutting down")
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.transport.close()
+            return
+        super().shutdown()

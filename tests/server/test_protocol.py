@@ -1,0 +1,299 @@
+"""FasterWebSocketProtocol against a scripted transport and a real RFC 6455 client parser.
+
+The transport records what the protocol writes and lets a test pause and resume it, so the
+order of frames, the bounded backlog and the overflow policy can be checked exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+from FasterAPI import Faster, WebSocket, WebSocketDisconnect
+from FasterAPI.server import protocol as protocol_module
+from FasterAPI.server.protocol import FasterWebSocketProtocol
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class ScriptedTransport(asyncio.Transport):
+    """Records writes; the test decides when the write buffer is 'full'."""
+
+    def __init__(self, protocol: FasterWebSocketProtocol) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.written = bytearray()
+        self.writes = 0
+        self.closing = False
+        self.aborted = False
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:  # type: ignore[override]
+        assert not self.closing, "write on a closing transport"
+        self.written += data
+        self.writes += 1
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.close()
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause(self) -> None:
+        self.paused = True
+        self.protocol.pause_writing()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.protocol.resume_writing()
+
+
+class Peer:
+    """The client end: a websockets ClientProtocol fed with what the server wrote."""
+
+    def __init__(self, transport: ScriptedTransport, deflate: bool) -> None:
+        self.transport = transport
+        extensions = [ClientPerMessageDeflateFactory()] if deflate else None
+        self.client = ClientProtocol(parse_uri("ws://testserver/ws"), extensions=extensions)
+        self.client.send_request(self.client.connect())
+        self.response: Response | None = None
+
+    def handshake_bytes(self) -> bytes:
+        return b"".join(self.client.data_to_send())
+
+    def frames(self) -> list[Frame]:
+        self.client.receive_data(bytes(self.transport.written))
+        self.transport.written.clear()
+        frames: list[Frame] = []
+        for event in self.client.events_received():
+            if isinstance(event, Response):
+                self.response = event
+            else:
+                frames.append(event)
+        return frames
+
+    def texts(self) -> list[str]:
+        return [f.data.decode() if f.opcode is Opcode.TEXT else f"<{f.opcode.name}>" for f in self.frames()]
+
+    def send_text(self, text: str) -> None:
+        self.client.send_text(text.encode())
+        self.transport.protocol.data_received(b"".join(self.client.data_to_send()))
+
+
+async def settle(rounds: int = 20) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def make_app(events: list[Any], **options: Any) -> Faster:
+    app = Faster(send_queue_size=3, **options)
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.join("room")
+        try:
+            while True:
+                text = await ws.receive_text()
+                if text.startswith("send:"):
+                    await ws.send_text(text[5:])
+                    events.append(("sent", text[5:]))
+                elif text == "close":
+                    await ws.close(4000)
+        except WebSocketDisconnect as disconnect:
+            events.append(("disconnect", disconnect.code))
+
+    return app
+
+
+@asynccontextmanager
+async def connected(deflate: bool = False, **app_options: Any) -> AsyncIterator[tuple[Faster, ScriptedTransport, Peer]]:
+    events: list[Any] = []
+    app = make_app(events, **app_options)
+    app.state.events = events
+    await app.hub.start()
+    config = Config(app=app, ws="FasterAPI.server.protocol:FasterWebSocketProtocol", lifespan="off")
+    config.load()
+    protocol = FasterWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = ScriptedTransport(protocol)
+    protocol.connection_made(transport)
+    peer = Peer(transport, deflate)
+    protocol.data_received(peer.handshake_bytes())
+    await settle()
+    assert peer.frames() == [] and peer.response is not None and peer.response.status_code == 101
+    assert await app.room_size("room") == 1
+    try:
+        yield app, transport, peer
+    finally:
+        if not transport.closing:
+            transport.close()
+        await settle()
+        await app.hub.stop()
+
+
+def test_broadcasts_use_the_direct_path_and_are_framed_once() -> None:
+    async def scenario() -> None:
+        async with connected() as (app, transport, peer):
+            ws = next(iter(app.hub.connections.values()))
+            assert isinstance(ws.outbox, FasterWebSocketProtocol)
+            await app.broadcast("room", "one")
+            await app.broadcast("room", b"\x00two")
+            await app.broadcast("room", {"three": 3})
+            writes_before = transport.writes
+            await settle()
+            # Three broadcasts dispatched in one loop iteration go out in one write.
+            assert transport.writes == writes_before + 1
+            frames = peer.frames()
+            assert [(f.opcode, f.data) for f in frames] == [
+                (Opcode.TEXT, b"one"),
+                (Opcode.BINARY, b"\x00two"),
+                (Opcode.TEXT, b'{"three":3}'),
+            ]
+
+    asyncio.run(scenario())
+
+
+def test_large_payloads_get_extended_length_headers() -> None:
+    async def scenario() -> None:
+        async with connected() as (app, _, peer):
+            for size in (125, 126, 65535, 65536, 200_000):
+                await app.broadcast("room", "x" * size)
+            await settle()
+            assert [len(f.data) for f in peer.frames()] == [125, 126, 65535, 65536, 200_000]
+
+    asyncio.run(scenario())
+
+
+def test_broadcasts_and_app_sends_keep_their_order() -> None:
+    async def scenario() -> None:
+        async with connected() as (app, _, peer):
+            await app.broadcast("room", "b1")
+            await settle()  # b1 is dispatched (batched, maybe not yet written)
+            peer.send_text("send:a1")  # the app's own send comes after b1
+            await app.broadcast("room", "b2")
+            await settle()
+            assert peer.texts() == ["b1", "a1", "b2"]
+
+    asyncio.run(scenario())
+
+
+def test_order_is_kept_while_the_transport_is_paused() -> None:
+    async def scenario() -> None:
+        async with connected() as (app, transport, peer):
+            transport.pause()
+            await app.broadcast("room", "b1")
+            await settle()
+            peer.send_text("send:a1")  # blocks in send (paused) but is queued behind b1
+            await settle()
+            await app.broadcast("room", "b2")
+            await settle()
+            assert peer.texts() == []  # nothing written while paused
+            transport.resume()
+            await settle()
+            assert peer.texts() == ["b1", "a1", "b2"]
+            assert ("sent", "a1") in app.state.events  # the app's send returned after resume
+
+    asyncio.run(scenario())
+
+
+def test_overflow_closes_with_1013_and_aborts_a_peer_that_never_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol_module, "OVERFLOW_ABORT_AFTER", 0.05)
+
+    async def scenario() -> None:
+        async with connected() as (app, transport, peer):
+            transport.pause()
+            for n in range(4):  # the queue holds 3
+                await app.broadcast("room", f"b{n}")
+            await settle()
+            stats = app.hub.stats
+            assert stats.slow_consumer_closes == 1
+            frames = peer.frames()
+            assert [f.opcode for f in frames] == [Opcode.CLOSE]  # the backlog was dropped, not sent
+            assert frames[0].data[:2] == (1013).to_bytes(2, "big")
+            await app.broadcast("room", "after")
+            await settle()
+            assert peer.frames() == []  # nothing after the close frame
+            deadline = asyncio.get_running_loop().time() + 2
+            while not transport.aborted and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            assert transport.aborted
+            await settle()
+            assert ("disconnect", 1013) in app.state.events
+            assert await app.room_size("room") == 0
+
+    asyncio.run(scenario())
+
+
+def test_drop_oldest_keeps_the_newest_broadcasts() -> None:
+    async def scenario() -> None:
+        async with connected(overflow="drop_oldest") as (app, transport, peer):
+            transport.pause()
+            for n in range(6):
+                await app.broadcast("room", f"b{n}")
+            await settle()
+            transport.resume()
+            await settle()
+            assert peer.texts() == ["b3", "b4", "b5"]
+            assert app.hub.stats.dropped == 3
+            assert app.hub.stats.slow_consumer_closes == 0
+
+    asyncio.run(scenario())
+
+
+def test_nothing_is_written_after_the_app_closes() -> None:
+    async def scenario() -> None:
+        async with connected() as (app, _, peer):
+            peer.send_text("close")
+            await settle()
+            await app.broadcast("room", "too late")
+            await settle()
+            frames = peer.frames()
+            assert [f.opcode for f in frames] == [Opcode.CLOSE]
+
+    asyncio.run(scenario())
+
+
+def test_permessage_deflate_members_get_one_shared_compressed_frame() -> None:
+    async def scenario() -> None:
+        async with connected(deflate=True) as (app, transport, peer):
+            assert peer.response is not None
+            assert "server_no_context_takeover" in peer.response.headers["Sec-WebSocket-Extensions"]
+            text = "compressible " * 50
+            await app.broadcast("room", text)
+            await app.broadcast("room", "short")
+            await settle()
+            raw = bytes(transport.written)
+            assert raw[0] & 0x40  # RSV1: compressed
+            assert len(raw) < len(text)
+            assert peer.texts() == [text, "short"]
+            peer.send_text("send:from the app")  # the connection's own compressor still works
+            await settle()
+            assert peer.texts() == ["from the app"]
+
+    asyncio.run(scenario())
