@@ -10,8 +10,10 @@ import asyncio
 import collections
 import os
 import random
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ import redis as sync_redis
 
 from FasterAPI.pubsub.backends.base import BackendUnavailable
 from FasterAPI.pubsub.backends.redis import Backoff, RedisBackend
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 
 from .test_backend_contract import RecordingListener, poll_until, run
 
@@ -161,6 +163,44 @@ def test_password_in_url() -> None:
                 assert wrong_listener.events == ["lost"]
             finally:
                 await wrong.stop()
+
+        run(main())
+
+
+def test_rediss_tls_with_password(tmp_path: Path) -> None:
+    """rediss:// with a password against a redis-server that only speaks TLS on that port."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls_port = free_port()
+    tls_args = ("--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")  # fmt: skip
+    with RedisServer(password="tls-pass", extra_args=tls_args):
+        url = f"rediss://:tls-pass@127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}&prefix=tls:"
+
+        async def main() -> None:
+            listener = RecordingListener()
+            backend = RedisBackend.from_url(url, startup_wait=5.0)
+            await backend.start(listener)
+            try:
+                assert backend.available
+                await backend.subscribe("room")
+                await roundtrip(backend, listener)
+                await backend.presence_add("lobby", ["a"], ttl=5)
+                assert await backend.presence_count("lobby") == 1
+            finally:
+                await backend.stop()
+            # The same port without TLS is refused: the connection really is encrypted.
+            plain = RedisBackend(f"redis://:tls-pass@127.0.0.1:{tls_port}/0", startup_wait=0.5)
+            plain_listener = RecordingListener()
+            await plain.start(plain_listener)
+            try:
+                assert not plain.available
+            finally:
+                await plain.stop()
 
         run(main())
 
