@@ -71,6 +71,8 @@ class Faster(APIRouter):
         self._backend_option = backend
         self._hub_options = hub_options
         self._hub: Hub | None = None
+        #: WebSocket connections being served by this process right now.
+        self.open_websockets = 0
 
     # -- routes --------------------------------------------------------------------------
 
@@ -278,6 +280,7 @@ class Faster(APIRouter):
             await _reject(ws, 403, "Origin not allowed")
             return
         scope["path_params"] = params
+        self.open_websockets += 1
         try:
             async with AsyncExitStack() as stack:
                 await route.dependant.call_with(ws, params, stack)
@@ -286,6 +289,7 @@ class Faster(APIRouter):
         except Exception as error:
             await self._close_after_error(ws, route, error)
         finally:
+            self.open_websockets -= 1
             if ws.rooms or ws.outbox is not None:
                 await self.hub.discard(ws)
         if ws.application_state is WebSocketState.CONNECTED:

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .backends.base import Backend, BackendListener, BackendUnavailable
-from .envelope import InvalidEnvelope, InvalidRoomName, PayloadTooLarge
+from .envelope import InvalidEnvelope, InvalidRoomName, PayloadTooLarge, validate_room
 
 __all__ = [
     "BACKENDS",
@@ -23,6 +23,7 @@ __all__ = [
     "PayloadTooLarge",
     "Publisher",
     "backend_from_url",
+    "validate_room",
 ]
 
 #: URL scheme -> "module:Class" of the backend that serves it.

@@ -71,7 +71,8 @@ class Hub:
     def __init__(self, backend: str | Backend | None = None, **options: Any) -> None:
         self.config: HubConfig = HubConfig.load({"backend": backend if isinstance(backend, str) else None, **options})
         self.backend: Backend = backend if isinstance(backend, Backend) else backend_from_url(self.config.backend)
-        self.worker_id = secrets.token_hex(6)
+        self._worker_id = secrets.token_hex(6)
+        self._worker_pid = os.getpid()
         self.stats = HubStats()
         #: room -> {connection id: socket}, local members only.
         self.rooms: dict[str, dict[str, WebSocket]] = {}
@@ -87,6 +88,18 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pings: dict[bytes, asyncio.Future[None]] = {}
         self._lost_at: float | None = None
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's id in the cluster (and the prefix of its connection ids).
+
+        Made anew in a forked child, so a hub created before gunicorn forks (preload_app)
+        still gives every worker an id of its own.
+        """
+        if self._worker_pid != os.getpid():
+            self._worker_id = secrets.token_hex(6)
+            self._worker_pid = os.getpid()
+        return self._worker_id
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -79,6 +79,8 @@ def run_gunicorn(
         "info",
         "--graceful-timeout",
         "10",
+        # gunicorn 27's control socket lives at one path per user: instances would share it.
+        "--no-control-socket",
         *extra_args,
     ]
     process = subprocess.Popen(

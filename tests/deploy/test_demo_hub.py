@@ -1,0 +1,89 @@
+"""The demo hub's own behaviour: validation, and a Redis outage that handlers survive and report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from examples.demo_hub import app
+from FasterAPI.testclient import TestClient
+from tests.deploy.stack import fasterapi_run, http, poll
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.timeout(60)
+
+TIMEOUT = 15
+
+
+def test_page_and_validation() -> None:
+    with TestClient(app) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert 'id="members"' in page.text
+        assert client.post("/rooms/r/messages", json={"text": "x" * 2001}).status_code == 422
+        assert client.post("/rooms/r/messages", json={"name": "no text"}).status_code == 422
+        assert client.post("/rooms/r%01/messages", json={"text": "hi"}).status_code == 422
+        answer = client.post("/rooms/r/messages", json={"text": "hi", "name": "ann"})
+        assert answer.status_code == 202 and answer.json()["room"] == "r"
+        assert client.get("/rooms/r").json()["members"] == 0
+
+
+def test_socket_events() -> None:
+    with TestClient(app) as client, client.websocket_connect("/ws/ev?name=%20Ann%20%20Lee%20") as ws:
+        hello = ws.receive_json(timeout=TIMEOUT)
+        assert hello["type"] == "hello" and hello["name"] == "Ann Lee" and hello["pid"] > 0 and hello["host"]
+        assert ws.receive_json(timeout=TIMEOUT) == {
+            "type": "presence",
+            "event": "joined",
+            "name": "Ann Lee",
+            "members": 1,
+        }
+        ws.send_text("   ")  # blank: ignored
+        ws.send_text("hi there")
+        message = ws.receive_json(timeout=TIMEOUT)
+        assert message["type"] == "message" and message["text"] == "hi there" and message["name"] == "Ann Lee"
+        assert message["sender"] == {"pid": hello["pid"], "host": hello["host"]}
+
+
+async def next_event(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    async def wanted() -> dict[str, Any]:
+        while True:
+            event: dict[str, Any] = json.loads(await ws.recv())
+            if event["type"] == kind:
+                return event
+
+    return await asyncio.wait_for(wanted(), TIMEOUT)
+
+
+def test_redis_outage_is_reported_not_fatal(redis_server: RedisServer) -> None:
+    with fasterapi_run("--backend", redis_server.url) as served:
+        asyncio.run(_outage(served.base_url, served.ws_url, redis_server))
+        assert "Traceback" not in served.output(), served.output()
+
+
+async def _outage(base_url: str, ws_url: str, redis: RedisServer) -> None:
+    async with connect(f"{ws_url}/ws/outage?name=ann", open_timeout=TIMEOUT) as ws:
+        await next_event(ws, "hello")
+        await next_event(ws, "presence")
+
+        redis.kill()
+        health = await asyncio.to_thread(
+            poll, lambda: (r := http(f"{base_url}/healthz")).status == 503 and r, TIMEOUT, "/healthz to turn 503"
+        )
+        assert health.json()["status"] == "unavailable"
+        posted = http(f"{base_url}/rooms/outage/messages", method="POST", json_body={"text": "lost"})
+        assert posted.status == 503 and "relay is down" in posted.json()["detail"]
+        assert posted.headers["retry-after"] == "2"
+        await ws.send("during the outage")
+        assert "relay is down" in (await next_event(ws, "error"))["detail"]
+
+        redis.start()
+        await asyncio.to_thread(poll, lambda: http(f"{base_url}/healthz").status == 200, TIMEOUT, "/healthz to recover")
+        # The same socket works again, and presence was restored in the fresh Redis.
+        await ws.send("after the outage")
+        assert (await next_event(ws, "message"))["text"] == "after the outage"
+        assert http(f"{base_url}/rooms/outage").json()["members"] == 1
