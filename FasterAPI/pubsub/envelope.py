@@ -79,7 +79,11 @@ def validate_room(room: Any) -> str:
         raise InvalidRoomName(f"A room name must be a str, got {type(room).__name__}")
     if not room:
         raise InvalidRoomName("A room name must not be empty")
-    size = len(room.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(room.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        # A lone surrogate (e.g. from json.loads of "\udc80") can never go on the wire.
+        raise InvalidRoomName(f"Room name {room!r} is not valid Unicode text: {error.reason}") from None
     if size > MAX_ROOM_NAME_BYTES:
         raise InvalidRoomName(f"Room name is {size} bytes long; the limit is {MAX_ROOM_NAME_BYTES}")
     bad = _CONTROL.search(room)

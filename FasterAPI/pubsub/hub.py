@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import inspect
 import itertools
 import logging
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
     from ..websockets import WebSocket
 
 logger = logging.getLogger("fasterapi.hub")
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 ReconnectHook = Callable[[], Any]
 
@@ -163,7 +168,9 @@ class Hub:
         config = self.config
         direct = ws.scope.get("extensions", {}).get("fasterapi.direct")
         sink = None if direct is None else direct.direct_sink(config.send_queue_size, config.overflow, self.stats)
-        ws.outbox = sink if sink is not None else Outbox(ws, config.send_queue_size, config.overflow, self.stats)
+        if sink is None:
+            sink = Outbox(ws, config.send_queue_size, config.overflow, self.stats, evict=self.discard)
+        ws.outbox = sink
         self.connections[connection_id] = ws
         return connection_id
 
@@ -178,10 +185,18 @@ class Hub:
         if members is None:
             members = self.rooms[room] = {}
             members[connection_id] = ws
-            async with self._subscription_lock:
-                # Still wanted? A leave may have emptied the room while we waited.
-                if self.rooms.get(room) is members:
-                    await self.backend.subscribe(room_channel(room))
+            try:
+                async with self._subscription_lock:
+                    # Still wanted? A leave may have emptied the room while we waited.
+                    if self.rooms.get(room) is members:
+                        await self.backend.subscribe(room_channel(room))
+            except BaseException:
+                # Leave no phantom room behind a failed join.
+                ws.rooms.discard(room)
+                members.pop(connection_id, None)
+                if not members and self.rooms.get(room) is members:
+                    del self.rooms[room]
+                raise
         else:
             members[connection_id] = ws
             # Wait for a subscription another join started, so that a broadcast sent after
@@ -282,8 +297,15 @@ class Hub:
     async def _refresh_presence(self) -> None:
         ttl = self.config.presence_ttl
         for room, members in list(self.rooms.items()):
-            if members:
+            if not members:
+                continue
+            try:
                 await self.backend.presence_add(room, list(members), ttl)
+            except BackendUnavailable:
+                raise
+            except Exception:
+                # One bad room must not stop the refresh of the others.
+                logger.exception("Presence refresh of room %r failed", room)
 
     async def _remove_all_presence(self) -> None:
         for room, members in list(self.rooms.items()):
@@ -362,21 +384,19 @@ class Hub:
         self.stats.backend_outages += 1
         self.relay_ok = False
         self._lost_at = time.monotonic()
+        reason = "no error" if error is None else f"{type(error).__name__}: {error}"
         logger.warning(
-            "Hub %s (pid %d) lost its backend at %s: %r",
-            self.worker_id,
-            os.getpid(),
-            time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            error,
+            "Hub %s (pid %d) lost its backend at %s: %s", self.worker_id, os.getpid(), _now(), reason
         )
 
     def on_connection_restored(self) -> None:
         self.stats.backend_reconnects += 1
-        outage = "" if self._lost_at is None else f" after {time.monotonic() - self._lost_at:.1f}s"
+        outage = "" if self._lost_at is None else f" after a {time.monotonic() - self._lost_at:.2f}s outage"
         logger.warning(
-            "Hub %s (pid %d) has its backend back%s; %d rooms resubscribed",
+            "Hub %s (pid %d) recovered its backend at %s%s; %d rooms resubscribed",
             self.worker_id,
             os.getpid(),
+            _now(),
             outage,
             len(self.rooms),
         )

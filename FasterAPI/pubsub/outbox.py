@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..config import Overflow
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fasterapi.hub")
 
 CLOSE_TRY_AGAIN_LATER = 1013
+#: How long the ASGI path waits for the 1013 close to be written (it waits behind a full buffer).
+CLOSE_WAIT = 5.0
 
 
 class Delivery:
@@ -86,10 +89,19 @@ class Sink(Protocol):
 class Outbox:
     """Messages waiting to be sent to one WebSocket through ASGI, at most ``limit`` of them."""
 
-    __slots__ = ("_drain_task", "closed", "limit", "policy", "queue", "stats", "ws")
+    __slots__ = ("_drain_task", "closed", "evict", "limit", "policy", "queue", "stats", "ws")
 
-    def __init__(self, ws: WebSocket, limit: int, policy: Overflow, stats: HubStats) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        limit: int,
+        policy: Overflow,
+        stats: HubStats,
+        evict: Callable[[WebSocket], Awaitable[None]] | None = None,
+    ) -> None:
         self.ws = ws
+        #: Called on overflow to take the connection out of its rooms and presence at once.
+        self.evict = evict
         self.limit = limit
         self.policy = policy
         self.stats = stats
@@ -133,6 +145,11 @@ class Outbox:
                 self.stats.delivered += 1
         except OSError:
             self.close()  # the client is gone; its handler sees the disconnect itself
+        except RuntimeError as error:
+            # The server closed the socket itself (keepalive timeout) between our check and
+            # the send: a disconnect like any other, not a failure worth a traceback.
+            logger.debug("Delivery to %s stopped: %s", ws.id, error)
+            self.close()
         except Exception:
             logger.exception("Delivery to connection %s failed", ws.id)
             self.close()
@@ -154,9 +171,14 @@ class Outbox:
     async def _close_socket(self) -> None:
         from ..websockets import WebSocketState
 
+        if self.evict is not None:
+            # The hub forgets the connection now: a stuck client is no member and no presence.
+            await self.evict(self.ws)
         if self.ws.application_state is WebSocketState.CONNECTED:
+            # Through plain ASGI the close frame waits behind the client's full buffer, and
+            # the transport cannot be aborted from here; our server protocol aborts it.
             try:
-                await self.ws.close(CLOSE_TRY_AGAIN_LATER, "send queue overflow")
+                await asyncio.wait_for(self.ws.close(CLOSE_TRY_AGAIN_LATER, "send queue overflow"), CLOSE_WAIT)
             except Exception:
                 pass
 
