@@ -40,3 +40,30 @@ test: venv system-packages browser-deps lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(BROWSER_DIR)/node_modules test-artifacts
+
+# `make bench`: the side-by-side benchmarks in their own virtualenv, .bench-venv (the peers
+# never enter .venv): WebSocket fan-out across stacks and workers (benchmarks/fanout.py, ~17
+# minutes by default) and in-process HTTP (benchmarks/http_asgi.py), then docs/benchmarks.md
+# and docs/benchmarks.png. Raw results go to benchmarks/results/ (not in git). Needs
+# /usr/bin/redis-server. BENCH_ARGS go to fanout.py: `make bench BENCH_ARGS=--quick` is a
+# smoke run, `BENCH_ARGS="--stacks fasterapi,bare-asgi --rounds 1"` a partial one.
+BENCH_VENV ?= .bench-venv
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_RESULTS := benchmarks/results
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: pyproject.toml benchmarks/requirements-peers.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/pip install -q --upgrade pip
+	$(BENCH_BIN)/pip install -q -e '.[redis,server]' -r benchmarks/requirements-peers.txt
+	touch $@
+
+# A failed fan-out run still gets its report (the page lists the failures); make fails after it.
+bench: $(BENCH_VENV)/.installed
+	mkdir -p $(BENCH_RESULTS)
+	$(BENCH_BIN)/python benchmarks/fanout.py --out $(BENCH_RESULTS)/fanout.json $(BENCH_ARGS); \
+		echo $$? > $(BENCH_RESULTS)/fanout.status
+	$(BENCH_BIN)/python benchmarks/http_asgi.py > $(BENCH_RESULTS)/http_asgi.txt
+	cat $(BENCH_RESULTS)/http_asgi.txt
+	$(BENCH_BIN)/python benchmarks/report.py --fanout $(BENCH_RESULTS)/fanout.json --http $(BENCH_RESULTS)/http_asgi.txt
+	exit $$(cat $(BENCH_RESULTS)/fanout.status)

@@ -1,0 +1,39 @@
+"""gunicorn hooks for ``benchmarks/fanout.py``: worker readiness markers and no orphans.
+
+* ``post_fork``: the worker dies with its master (``PR_SET_PDEATHSIG``), so a killed runner
+  (whose master dies with it the same way) leaves no worker behind.
+* ``post_worker_init``: once uvicorn's ``Server.startup`` has run (lifespan done, sockets
+  served), the worker touches ``$BENCH_READY_DIR/<pid>``. gunicorn listens before its workers
+  boot, so the runner connects clients only when every worker has its marker. With
+  ``--log-level warning`` uvicorn's "startup complete" line is not logged to wait for.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def post_worker_init(worker: Any) -> None:
+    directory = os.environ.get("BENCH_READY_DIR")
+    if not directory:
+        return
+    from uvicorn.server import Server
+
+    original = Server.startup
+
+    async def startup(self: Server, sockets: Any = None) -> None:
+        await original(self, sockets=sockets)
+        if self.started:
+            Path(directory, str(os.getpid())).touch()
+
+    Server.startup = startup  # type: ignore[method-assign]
