@@ -152,14 +152,48 @@ class Faster(APIRouter):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
         kind = scope["type"]
-        if kind == "http":
-            await self._handle_http(scope, receive, send)
-        elif kind == "websocket":
-            await self._handle_websocket(scope, receive, send)
-        elif kind == "lifespan":
-            await self._handle_lifespan(scope, receive, send)
-        else:
-            raise RuntimeError(f"Unsupported ASGI scope type {kind!r}")
+        if kind != "websocket":
+            if kind == "http":
+                await self._handle_http(scope, receive, send)
+            elif kind == "lifespan":
+                await self._handle_lifespan(scope, receive, send)
+            else:
+                raise RuntimeError(f"Unsupported ASGI scope type {kind!r}")
+            return
+        # A WebSocket is served in this frame rather than in a helper's: a coroutine frame
+        # stays suspended for the whole life of each open socket, so every frame between the
+        # server and the endpoint is memory per idle connection.
+        ws = WebSocket(scope, receive, send)
+        route, params = self.router.match_websocket(scope["path"])
+        if route is None:
+            await _reject(ws, 404, "No WebSocket route for this path")
+            return
+        origins = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
+        if origins is not None and not _origin_allowed(ws, origins):
+            logger.warning("Rejected WebSocket %s from origin %r", scope["path"], ws.headers.get("origin"))
+            await _reject(ws, 403, "Origin not allowed")
+            return
+        scope["path_params"] = params
+        self.open_websockets += 1
+        dependant = route.dependant
+        try:
+            # Likewise the endpoint is awaited right here, without an exit stack it does not need.
+            if dependant.needs_stack:
+                async with AsyncExitStack() as stack:
+                    await dependant.call(**await dependant.arguments(ws, params, stack))
+            else:
+                await dependant.call(**await dependant.arguments(ws, params, None))
+        except WebSocketDisconnect:
+            pass
+        except Exception as error:
+            await self._close_after_error(ws, route, error)
+        finally:
+            self.open_websockets -= 1
+            if ws.rooms or ws.outbox is not None:
+                await self.hub.discard(ws)
+        if ws.application_state is not WebSocketState.DISCONNECTED:
+            # Returned without closing: close normally (before accept, the server answers 403).
+            await _quiet_close(ws, 1000)
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, params, allowed = self.router.match_http(scope["method"], scope["path"])
@@ -267,35 +301,6 @@ class Faster(APIRouter):
             if cls is HTTPException or cls is RequestValidationError:
                 return None
         return handlers.get(500)
-
-    async def _handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ws = WebSocket(scope, receive, send)
-        route, params = self.router.match_websocket(scope["path"])
-        if route is None:
-            await _reject(ws, 404, "No WebSocket route for this path")
-            return
-        origins = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
-        if origins is not None and not _origin_allowed(ws, origins):
-            logger.warning("Rejected WebSocket %s from origin %r", scope["path"], ws.headers.get("origin"))
-            await _reject(ws, 403, "Origin not allowed")
-            return
-        scope["path_params"] = params
-        self.open_websockets += 1
-        try:
-            async with AsyncExitStack() as stack:
-                await route.dependant.call_with(ws, params, stack)
-        except WebSocketDisconnect:
-            pass
-        except Exception as error:
-            await self._close_after_error(ws, route, error)
-        finally:
-            self.open_websockets -= 1
-            if ws.rooms or ws.outbox is not None:
-                await self.hub.discard(ws)
-        if ws.application_state is WebSocketState.CONNECTED:
-            await _quiet_close(ws, 1000)
-        elif ws.application_state is WebSocketState.CONNECTING:
-            await _quiet_close(ws, 1000)  # never accepted: the server answers 403
 
     async def _close_after_error(self, ws: WebSocket, route: WebSocketRoute, error: Exception) -> None:
         if isinstance(error, WebSocketException):

@@ -288,12 +288,18 @@ class Dependant:
         sync_manager = contextlib.contextmanager(self.call)(**kwargs)
         return stack.enter_context(sync_manager)
 
-    async def call_with(
+    async def arguments(
         self, conn: HTTPConnection, path_params: dict[str, str], stack: AsyncExitStack | None
-    ) -> Any:
-        """Solve and call in one go; raises :class:`RequestValidationError` on bad input."""
+    ) -> dict[str, Any]:
+        """The keyword arguments for ``call``; raises :class:`RequestValidationError` on bad input."""
         errors: list[dict[str, Any]] = []
         kwargs = await self.solve(conn, path_params, {}, stack, errors)
         if errors:
             raise RequestValidationError(errors)
-        return await self.run(kwargs, stack)
+        return kwargs
+
+    async def call_with(
+        self, conn: HTTPConnection, path_params: dict[str, str], stack: AsyncExitStack | None
+    ) -> Any:
+        """Solve and call in one go; raises :class:`RequestValidationError` on bad input."""
+        return await self.run(await self.arguments(conn, path_params, stack), stack)

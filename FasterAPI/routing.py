@@ -100,6 +100,8 @@ class WebSocketRoute(BaseRoute):
         allowed_origins: Sequence[str] | None = None,
     ) -> None:
         super().__init__(path, endpoint, name=name, dependencies=dependencies)
+        if self.dependant.kind != "async":
+            raise TypeError(f"WebSocket endpoint {self.name!r} must be an 'async def' function")
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -48,8 +48,9 @@ class WebSocket(HTTPConnection):
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self._id: str | None = None
-        #: Rooms this connection joined in this worker (kept by the hub).
-        self.rooms: set[str] = set()
+        #: Rooms this connection joined in this worker (kept by the hub). A tuple: most
+        #: sockets are in one or two rooms, and a set costs four times the memory.
+        self.rooms: tuple[str, ...] = ()
         #: Where the hub delivers broadcasts (set when the connection gets its id).
         self.outbox: Sink | None = None
 
@@ -150,16 +151,31 @@ class WebSocket(HTTPConnection):
                 'expected CONNECTED (call "accept" first)'
             )
 
-    async def _receive_data(self) -> Message:
-        self._require_connected()
-        message = await self.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-        return message
+    # The typed receives await the server's receive directly on the common path (both sides
+    # connected): a coroutine frame of ours kept suspended per open socket is memory per
+    # connection, and an idle server holds thousands of them.
 
-    async def receive_text(self) -> str:
-        """The next text message; a binary frame raises :class:`UnexpectedFrameType`."""
-        message = await self._receive_data()
+    def _next_message(self) -> Awaitable[Message]:
+        if self.application_state is WebSocketState.CONNECTED and self.client_state is WebSocketState.CONNECTED:
+            return self._receive()
+        return self._receive_checked()
+
+    async def _receive_checked(self) -> Message:
+        self._require_connected()
+        return await self.receive()
+
+    def _data(self, message: Message) -> Message:
+        """``message`` if it carries data; a disconnect raises WebSocketDisconnect."""
+        kind = message["type"]
+        if kind == "websocket.receive":
+            return message
+        if kind == "websocket.disconnect":
+            self.client_state = WebSocketState.DISCONNECTED
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        raise RuntimeError(f"Expected ASGI message 'websocket.receive' or 'websocket.disconnect', got {kind!r}")
+
+    @staticmethod
+    def _text_of(message: Message) -> str:
         text = message.get("text")
         if text is None:
             size = len(message.get("bytes") or b"")
@@ -168,9 +184,8 @@ class WebSocket(HTTPConnection):
             )
         return text  # type: ignore[no-any-return]
 
-    async def receive_bytes(self) -> bytes:
-        """The next binary message; a text frame raises :class:`UnexpectedFrameType`."""
-        message = await self._receive_data()
+    @staticmethod
+    def _bytes_of(message: Message) -> bytes:
         data = message.get("bytes")
         if data is None:
             size = len(message.get("text") or "")
@@ -179,21 +194,35 @@ class WebSocket(HTTPConnection):
             )
         return data  # type: ignore[no-any-return]
 
-    async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
-        """The next message decoded as JSON; malformed JSON raises :class:`InvalidJSONMessage`."""
+    @staticmethod
+    def _json_of(message: Message, mode: str) -> Any:
         if mode not in ("text", "binary"):
             raise ValueError(f"mode must be 'text' or 'binary', got {mode!r}")
-        data: str | bytes = await (self.receive_text() if mode == "text" else self.receive_bytes())
+        data = WebSocket._text_of(message) if mode == "text" else WebSocket._bytes_of(message)
         try:
             return _json_decode(data)
         except msgspec.DecodeError as error:
             raise InvalidJSONMessage(f"Malformed JSON in WebSocket message: {error}") from None
 
+    async def receive_text(self) -> str:
+        """The next text message; a binary frame raises :class:`UnexpectedFrameType`."""
+        return self._text_of(self._data(await self._next_message()))
+
+    async def receive_bytes(self) -> bytes:
+        """The next binary message; a text frame raises :class:`UnexpectedFrameType`."""
+        return self._bytes_of(self._data(await self._next_message()))
+
+    async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
+        """The next message decoded as JSON; malformed JSON raises :class:`InvalidJSONMessage`."""
+        if mode not in ("text", "binary"):
+            raise ValueError(f"mode must be 'text' or 'binary', got {mode!r}")
+        return self._json_of(self._data(await self._next_message()), mode)
+
     async def iter_text(self) -> AsyncIterator[str]:
         """Text messages until the client disconnects."""
         try:
             while True:
-                yield await self.receive_text()
+                yield self._text_of(self._data(await self._next_message()))
         except WebSocketDisconnect:
             pass
 
@@ -201,7 +230,7 @@ class WebSocket(HTTPConnection):
         """Binary messages until the client disconnects."""
         try:
             while True:
-                yield await self.receive_bytes()
+                yield self._bytes_of(self._data(await self._next_message()))
         except WebSocketDisconnect:
             pass
 
@@ -209,7 +238,7 @@ class WebSocket(HTTPConnection):
         """JSON messages until the client disconnects."""
         try:
             while True:
-                yield await self.receive_json()
+                yield self._json_of(self._data(await self._next_message()), "text")
         except WebSocketDisconnect:
             pass
 

@@ -20,6 +20,10 @@ def _endpoint() -> None:
     return None
 
 
+async def _socket_endpoint() -> None:
+    return None
+
+
 def _route(path: str, methods: tuple[str, ...] = ("GET",)) -> HTTPRoute:
     return HTTPRoute(path, _endpoint, methods=methods)
 
@@ -128,7 +132,7 @@ def test_typed_path_segments() -> None:
 
 def test_websocket_and_http_share_paths_without_shadowing() -> None:
     router = Router()
-    socket_route = WebSocketRoute("/live/feed", _endpoint)
+    socket_route = WebSocketRoute("/live/feed", _socket_endpoint)
     http_route = _route("/live/{name}")
     router.add(socket_route)
     router.add(http_route)
@@ -136,7 +140,7 @@ def test_websocket_and_http_share_paths_without_shadowing() -> None:
     assert router.match_http("GET", "/live/feed") == (http_route, {"name": "feed"}, frozenset())
     assert router.match_websocket("/live/other") == (None, {})
     with pytest.raises(ValueError, match="WebSocket route"):
-        router.add(WebSocketRoute("/live/feed", _endpoint))
+        router.add(WebSocketRoute("/live/feed", _socket_endpoint))
 
 
 # -- Router: registration errors --------------------------------------------------------------

@@ -526,3 +526,12 @@ def test_real_server_subprotocol_and_headers(server: str) -> None:
         assert ws.subprotocol == "v2"
         assert ws.response is not None and ws.response.headers["x-served-by"] == "fasterapi"
         assert ws.recv(timeout=10) == "secret"
+
+
+def test_a_sync_websocket_endpoint_is_refused_at_definition() -> None:
+    app = Faster()
+    with pytest.raises(TypeError, match="must be an 'async def' function"):
+
+        @app.websocket("/ws")
+        def handler(ws: WebSocket) -> None:  # pragma: no cover - never registered
+            pass

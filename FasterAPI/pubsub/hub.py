@@ -180,7 +180,7 @@ class Hub:
         connection_id = ws.id
         if room in ws.rooms:
             return
-        ws.rooms.add(room)
+        ws.rooms = (*ws.rooms, room)
         members = self.rooms.get(room)
         if members is None:
             members = self.rooms[room] = {}
@@ -192,7 +192,7 @@ class Hub:
                         await self.backend.subscribe(room_channel(room))
             except BaseException:
                 # Leave no phantom room behind a failed join.
-                ws.rooms.discard(room)
+                ws.rooms = tuple(r for r in ws.rooms if r != room)
                 members.pop(connection_id, None)
                 if not members and self.rooms.get(room) is members:
                     del self.rooms[room]
@@ -209,7 +209,7 @@ class Hub:
         validate_room(room)
         if room not in ws.rooms:
             return
-        ws.rooms.discard(room)
+        ws.rooms = tuple(r for r in ws.rooms if r != room)
         await self._forget(ws.id, room)
 
     async def discard(self, ws: WebSocket) -> None:
@@ -220,7 +220,7 @@ class Hub:
         if connection_id is None:
             return
         self.connections.pop(connection_id, None)
-        rooms, ws.rooms = ws.rooms, set()
+        rooms, ws.rooms = ws.rooms, ()
         for room in rooms:
             try:
                 await self._forget(connection_id, room)

@@ -79,6 +79,42 @@ def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
     return flusher
 
 
+#: The extension factories are stateless (each negotiation makes a new extension object), so
+#: every connection shares one list instead of allocating its own.
+_DEFLATE = [
+    ServerPerMessageDeflateFactory(
+        server_no_context_takeover=True,
+        server_max_window_bits=DEFLATE_WINDOW_BITS,
+        client_max_window_bits=DEFLATE_WINDOW_BITS,
+        compress_settings={"memLevel": 5},
+    )
+]
+
+
+class _SinkSettings:
+    """The hub's queue bound, overflow policy and counters: one object shared by all sockets."""
+
+    __slots__ = ("limit", "policy", "stats")
+
+    def __init__(self, limit: int, policy: Overflow, stats: HubStats) -> None:
+        self.limit = limit
+        self.policy = policy
+        self.stats = stats
+
+
+_sink_settings: dict[tuple[int, Overflow, int], _SinkSettings] = {}
+
+
+def _shared_settings(limit: int, policy: Overflow, stats: HubStats) -> _SinkSettings:
+    key = (limit, policy, id(stats))
+    settings = _sink_settings.get(key)
+    if settings is None or settings.stats is not stats:
+        if len(_sink_settings) > 64:  # hubs of finished apps (tests)
+            _sink_settings.clear()
+        settings = _sink_settings[key] = _SinkSettings(limit, policy, stats)
+    return settings
+
+
 class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sansio WebSocket protocol, plus a direct path for hub broadcasts."""
 
@@ -88,26 +124,16 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
             # Without server context takeover each message is compressed on its own, so a
             # broadcast is compressed once for every member instead of once per socket.
             self.conn = ServerProtocol(
-                extensions=[
-                    ServerPerMessageDeflateFactory(
-                        server_no_context_takeover=True,
-                        server_max_window_bits=DEFLATE_WINDOW_BITS,
-                        client_max_window_bits=DEFLATE_WINDOW_BITS,
-                        compress_settings={"memLevel": 5},
-                    )
-                ],
+                extensions=_DEFLATE,
                 max_size=self.config.ws_max_size,
                 logger=logging.getLogger("uvicorn.error"),
             )
-        self._flusher = _flusher(self.loop)
-        self._batch: list[bytes] = []
+        self._batch: list[bytes] | None = None  # made on the first broadcast of an iteration
         # While the transport is paused: (frame, is a hub broadcast) in write order.
         self._backlog: collections.deque[tuple[bytes, bool]] | None = None
         self._backlog_broadcasts = 0
         self._closing = False
-        self._limit = 0
-        self._policy = Overflow.CLOSE
-        self._stats: HubStats | None = None
+        self._sink: _SinkSettings | None = None
         self._deflate_bits: int | None = None
 
     # -- registration with the hub -------------------------------------------------------
@@ -126,9 +152,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
             if not isinstance(extension, PerMessageDeflate) or not extension.local_no_context_takeover:
                 return None  # a shape one shared frame cannot serve
             self._deflate_bits = extension.local_max_window_bits or 15
-        self._limit = limit
-        self._policy = policy
-        self._stats = stats
+        self._sink = _shared_settings(limit, policy, stats)
         return self
 
     # -- the hub's side ------------------------------------------------------------------
@@ -139,12 +163,13 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         bits = self._deflate_bits
         data = delivery.frame if bits is None else delivery.deflated_frame(bits)
-        stats = self._stats
-        assert stats is not None
+        sink = self._sink
+        assert sink is not None
+        stats = sink.stats
         backlog = self._backlog
         if backlog is not None:
-            if self._backlog_broadcasts >= self._limit:
-                if self._policy is Overflow.DROP_OLDEST:
+            if self._backlog_broadcasts >= sink.limit:
+                if sink.policy is Overflow.DROP_OLDEST:
                     self._drop_oldest_broadcast(backlog)
                     stats.dropped += 1
                 else:
@@ -153,15 +178,18 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
             backlog.append((data, True))
             self._backlog_broadcasts += 1
         else:
-            if not self._batch:
-                self._flusher.add(self)
-            self._batch.append(data)
+            batch = self._batch
+            if batch is None:
+                self._batch = [data]
+                _flusher(self.loop).add(self)
+            else:
+                batch.append(data)
         stats.delivered += 1
 
     def close(self) -> None:
         """The hub forgets this connection: write nothing more for it."""
         self._closing = True
-        self._batch = []
+        self._batch = None
 
     @property
     def closed(self) -> bool:
@@ -175,13 +203,14 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
                 return
 
     def _overflow_close(self) -> None:
-        assert self._stats is not None
-        self._stats.slow_consumer_closes += 1
-        self._stats.dropped += self._backlog_broadcasts + len(self._batch) + 1
+        sink = self._sink
+        assert sink is not None
+        sink.stats.slow_consumer_closes += 1
+        sink.stats.dropped += self._backlog_broadcasts + len(self._batch or ()) + 1
         logger.warning(
-            "%s fell %d broadcasts behind; closing it with %d", self.client, self._limit, CLOSE_TRY_AGAIN_LATER
+            "%s fell %d broadcasts behind; closing it with %d", self.client, sink.limit, CLOSE_TRY_AGAIN_LATER
         )
-        self._batch = []
+        self._batch = None
         self._backlog = None
         self._backlog_broadcasts = 0
         self._send_close(CLOSE_TRY_AGAIN_LATER, "send queue overflow", abort_after=OVERFLOW_ABORT_AFTER)
@@ -203,7 +232,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
         batch = self._batch
         if not batch:
             return
-        self._batch = []
+        self._batch = None
         if self.close_sent or self.transport.is_closing():
             return
         if self._backlog is not None:
