@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,15 +42,16 @@ class Gunicorn:
         return self.log().count("Application startup complete")
 
 
-def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``predicate`` until it is true or ``timeout`` passes (then fail naming ``what``)."""
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> float:
+    """Poll ``predicate`` until it is truthy; return how long that took, or fail naming ``what``."""
+    started = time.monotonic()
+    while True:
+        last = predicate()
+        if last:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"Timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(interval)
-    raise TimeoutError(f"Timed out after {timeout}s waiting for {what}")
 
 
 @contextlib.contextmanager

@@ -71,10 +71,9 @@ async def _outage(base_url: str, ws_url: str, redis: RedisServer) -> None:
         await next_event(ws, "presence")
 
         redis.kill()
-        health = await asyncio.to_thread(
-            poll, lambda: (r := http(f"{base_url}/healthz")).status == 503 and r, TIMEOUT, "/healthz to turn 503"
-        )
-        assert health.json()["status"] == "unavailable"
+        unhealthy = lambda: http(f"{base_url}/healthz").status == 503  # noqa: E731
+        await asyncio.to_thread(poll, unhealthy, TIMEOUT, "/healthz to turn 503")
+        assert http(f"{base_url}/healthz").json()["status"] == "unavailable"
         posted = http(f"{base_url}/rooms/outage/messages", method="POST", json_body={"text": "lost"})
         assert posted.status == 503 and "relay is down" in posted.json()["detail"]
         assert posted.headers["retry-after"] == "2"

@@ -25,6 +25,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.cluster.processes import wait_until as poll  # noqa: F401 - the fault tests import it from here
 from tests.redis_server import RedisServer
 
 TIMEOUT = 15.0
@@ -62,16 +63,6 @@ def http(method: str, url: str, body: bytes | None = None, timeout: float = TIME
 async def ahttp(method: str, url: str, body: bytes | None = None, timeout: float = TIMEOUT) -> Reply:
     """:func:`http` without blocking the event loop."""
     return await asyncio.to_thread(http, method, url, body, timeout)
-
-
-def poll(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> float:
-    """Call ``predicate`` until it is true; return the time it took, or fail naming ``what``."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-    return time.monotonic() - started
 
 
 async def apoll(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.02) -> float:
