@@ -13,6 +13,7 @@ entries. The window is kept well inside gunicorn's ``graceful_timeout``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import socket
@@ -37,6 +38,14 @@ class FasterServer(Server):
     def __init__(self, *args: Any, drain_window: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.drain_window = ServerConfig.load({"drain_window": drain_window}).drain_window
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        # Everything alive now (modules, the app, the hub) lives as long as the worker: move
+        # it out of the collector's reach, so full collections under load scan only what
+        # connections and messages allocate, which shortens the pauses that make tail latency.
+        gc.collect()
+        gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
