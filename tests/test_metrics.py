@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from FasterAPI import Faster, WebSocket, WebSocketDisconnect
 from FasterAPI.metrics import COUNTERS, HubMetrics, install_metrics
 from FasterAPI.testclient import TestClient
+from tests.cluster.processes import wait_until
 
 pytestmark = [
     pytest.mark.timeout(30),
@@ -57,11 +57,7 @@ def scrape(client: TestClient) -> dict[str, float]:
 
 def eventually(check: Callable[[], Any], what: str) -> None:
     """Poll ``check`` until it holds (the app closes sockets on its own loop, a moment later)."""
-    deadline = time.monotonic() + TIMEOUT
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    wait_until(check, TIMEOUT, what, interval=0.02)
 
 
 def test_metric_names_and_help() -> None:

@@ -13,6 +13,7 @@ from FasterAPI import Faster, WebSocket, WebSocketDisconnect
 from FasterAPI.pubsub import BackendUnavailable, InvalidRoomName, PayloadTooLarge
 from FasterAPI.pubsub.envelope import MAX_ROOM_NAME_BYTES
 from FasterAPI.testclient import TestClient, WebSocketTestSession
+from tests.cluster.processes import wait_until
 
 
 class Chat(msgspec.Struct):
@@ -147,7 +148,7 @@ def test_broadcast_from_http_handler_and_presence() -> None:
         assert a.receive_text() == "left"
         assert client.get("/rooms/lobby").json() == {"size": 1, "members": [b_id]}
         b.__exit__(None, None, None)
-        assert _poll(lambda: client.get("/rooms/lobby").json()["size"] == 0)
+        wait_until(lambda: client.get("/rooms/lobby").json()["size"] == 0, 5, "the room to empty")
         a.__exit__(None, None, None)
 
 
@@ -179,7 +180,7 @@ def test_membership_ends_when_the_socket_ends_for_any_reason() -> None:
                     session.send_text("go")
                     with pytest.raises(WebSocketDisconnect):
                         session.receive()
-            assert _poll(lambda: client.get("/rooms/x").json()["size"] == 0), path
+            wait_until(lambda: client.get("/rooms/x").json()["size"] == 0, 5, f"the room to empty after {path}")
         hub = app.hub
         assert hub.rooms == {} and hub.connections == {}
         assert "room:x" not in hub.backend.subscribed_channels  # type: ignore[attr-defined]
@@ -265,14 +266,3 @@ def test_connection_ids_are_unique_and_name_their_worker() -> None:
         assert all(i.startswith(worker + ".") for i in ids)
         for session, _ in sessions:
             session.__exit__(None, None, None)
-
-
-def _poll(predicate: Any, timeout: float = 5.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
