@@ -305,24 +305,11 @@ def run_stack(workers_per_instance: int = 2) -> Iterator[Stack]:
 FASTERAPI = str(Path(sys.executable).parent / "fasterapi")
 
 
-@dataclass
-class Served:
+class Served(Gunicorn):
     """A running ``fasterapi run``; ``output()`` is everything it printed so far."""
 
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log()
 
 
 @contextlib.contextmanager
