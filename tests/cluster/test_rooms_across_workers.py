@@ -6,7 +6,9 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,14 +30,39 @@ def http_json(url: str, body: bytes | None = None) -> Any:
         return json.loads(response.read())
 
 
-async def connect_clients(urls: Sequence[str]) -> tuple[list[ClientConnection], list[dict[str, Any]]]:
-    async def one(url: str) -> tuple[ClientConnection, dict[str, Any]]:
-        ws = await connect(url, open_timeout=TIMEOUT, max_queue=None)
-        hello = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-        return ws, hello
+async def connect_one(url: str) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = await connect(url, open_timeout=TIMEOUT, max_queue=None)
+    hello = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    return ws, hello
 
-    pairs = await asyncio.gather(*(one(url) for url in urls))
-    return [ws for ws, _ in pairs], [hello for _, hello in pairs]
+
+async def connect_clients(
+    urls: Sequence[str], min_processes: int
+) -> tuple[list[ClientConnection], list[dict[str, Any]]]:
+    """One client per URL, spread over at least ``min_processes`` worker processes.
+
+    Workers share one listening socket and the kernel hands each connection to whichever
+    worker accepts first, so a burst can land on a single worker. Sockets of the busiest
+    worker are then swapped, one at a time, for new ones until they span enough workers.
+    """
+    pairs = await asyncio.gather(*(connect_one(url) for url in urls))
+    clients, hellos = [ws for ws, _ in pairs], [hello for _, hello in pairs]
+    deadline = time.monotonic() + 2 * TIMEOUT
+    try:
+        while len(pids := Counter(hello["pid"] for hello in hellos)) < min_processes:
+            assert time.monotonic() < deadline, f"all clients landed on {set(pids)}"
+            busiest = pids.most_common(1)[0][0]
+            index = max(i for i, hello in enumerate(hellos) if hello["pid"] == busiest)
+            ws, hello = await connect_one(urls[index])
+            if hello["pid"] in pids:
+                await ws.close()
+                continue
+            await clients[index].close()
+            clients[index], hellos[index] = ws, hello
+    except BaseException:
+        await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+        raise
+    return clients, hellos
 
 
 async def expect_exactly(ws: ClientConnection, expected: list[str], sentinel: str) -> None:
@@ -46,14 +73,12 @@ async def expect_exactly(ws: ClientConnection, expected: list[str], sentinel: st
 
 async def exercise(servers: Sequence[Gunicorn], redis: RedisServer, min_processes: int, sink: str) -> None:
     urls = [f"{servers[i % len(servers)].ws_url}/ws/lobby" for i in range(CLIENTS)]
-    clients, hellos = await connect_clients(urls)
+    clients, hellos = await connect_clients(urls, min_processes)
     try:
         for server in servers:
             # Ask several workers: every one with sockets must use the expected path.
             seen = [tuple(http_json(f"{server.base_url}/worker")["sinks"]) for _ in range(8)]
             assert set(seen) - {()} == {(sink,)}, seen
-        pids = {hello["pid"] for hello in hellos}
-        assert len(pids) >= min_processes, f"all clients landed on {pids}"
         ids = {hello["id"] for hello in hellos}
         assert len(ids) == CLIENTS
 
