@@ -28,9 +28,12 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 
 from ..config import Overflow
+from .waiting import MessageQueue, WaitFlag
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
@@ -115,6 +118,32 @@ def _shared_settings(limit: int, policy: Overflow, stats: HubStats) -> _SinkSett
     return settings
 
 
+def _release_handshake_request(conn: ServerProtocol) -> None:
+    """Restart ``conn``'s frame parser without the handshake request it keeps alive.
+
+    websockets' ``ServerProtocol.parse()`` reads the request into a local variable and then
+    delegates to ``Protocol.parse()`` for the rest of the connection, so the suspended
+    generator holds the request and its headers (~2.5 KB) as long as the socket lives. Just
+    after the 101 is written the client cannot have sent a frame yet (RFC 6455, 4.1): the
+    parser waits at a frame boundary with nothing buffered, and a fresh ``Protocol.parse()``
+    is that same state without the request. (websockets itself swaps ``parser`` for
+    ``discard()``.) If the parser is in any other shape, it is left alone.
+    """
+    outer = conn.parser
+    inner = getattr(outer, "gi_yieldfrom", None)
+    waiting = getattr(inner, "gi_yieldfrom", None)
+    if (
+        conn.state is State.OPEN
+        and not conn.reader.buffer
+        and getattr(inner, "gi_code", None) is Protocol.parse.__code__
+        and getattr(waiting, "gi_code", None) is StreamReader.at_eof.__code__
+    ):
+        parser = Protocol.parse(conn)
+        next(parser)  # runs up to the same wait for the first frame
+        conn.parser = parser
+        outer.close()
+
+
 class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sansio WebSocket protocol, plus a direct path for hub broadcasts."""
 
@@ -128,18 +157,33 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
                 max_size=self.config.ws_max_size,
                 logger=logging.getLogger("uvicorn.error"),
             )
-        self._batch: list[bytes] | None = None  # made on the first broadcast of an iteration
-        # While the transport is paused: (frame, is a hub broadcast) in write order.
-        self._backlog: collections.deque[tuple[bytes, bool]] | None = None
-        self._backlog_broadcasts = 0
-        self._closing = False
-        self._sink: _SinkSettings | None = None
-        self._deflate_bits: int | None = None
+        # asyncio's Queue and Event allocate ~3.8 KB of deques per socket up front; these make
+        # storage only while it is used (the receive path needs put_nowait/get/empty, the
+        # send path set/clear/wait).
+        self.queue = MessageQueue()  # type: ignore[assignment]
+        self.writable = WaitFlag(True)  # type: ignore[assignment]
+
+    # Per-connection state starts as these class-level defaults: an instance attribute is
+    # made only when a connection's value differs, which keeps each idle socket's __dict__ small.
+    #: Frames to write at the end of this loop iteration: the first one alone, a list from
+    #: the second on. A list per member per broadcast would be thousands of GC-tracked
+    #: objects alive mid-fan-out; the collector promotes them, and their promotions trigger
+    #: full collections (tens of ms with thousands of sockets) every few seconds.
+    _batch: bytes | list[bytes] | None = None
+    #: While the transport is paused: (frame, is a hub broadcast) in write order.
+    _backlog: collections.deque[tuple[bytes, bool]] | None = None
+    _backlog_broadcasts = 0
+    _closing = False
+    _sink: _SinkSettings | None = None
+    _deflate_bits: int | None = None
 
     # -- registration with the hub -------------------------------------------------------
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
+        # uvicorn keeps the handshake request (its parsed headers, ~2.5 KB) for the socket's
+        # whole life but never reads it again: the scope holds the headers the app sees.
+        self.request = None  # type: ignore[assignment]
         scope = getattr(self, "scope", None)
         if scope is not None and not self.close_sent:
             scope["extensions"]["fasterapi.direct"] = self
@@ -180,8 +224,10 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
         else:
             batch = self._batch
             if batch is None:
-                self._batch = [data]
+                self._batch = data
                 _flusher(self.loop).add(self)
+            elif isinstance(batch, bytes):
+                self._batch = [batch, data]
             else:
                 batch.append(data)
         stats.delivered += 1
@@ -195,6 +241,15 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
     def closed(self) -> bool:
         return self._closing or self.close_sent
 
+    @property
+    def pending(self) -> int:
+        """Broadcasts batched for this iteration's write or held while the transport is paused."""
+        return self._batched() + self._backlog_broadcasts
+
+    def _batched(self) -> int:
+        batch = self._batch
+        return 0 if batch is None else 1 if isinstance(batch, bytes) else len(batch)
+
     def _drop_oldest_broadcast(self, backlog: collections.deque[tuple[bytes, bool]]) -> None:
         for index, (_, is_broadcast) in enumerate(backlog):
             if is_broadcast:
@@ -206,7 +261,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
         sink = self._sink
         assert sink is not None
         sink.stats.slow_consumer_closes += 1
-        sink.stats.dropped += self._backlog_broadcasts + len(self._batch or ()) + 1
+        sink.stats.dropped += self._backlog_broadcasts + self._batched() + 1
         logger.warning(
             "%s fell %d broadcasts behind; closing it with %d", self.client, sink.limit, CLOSE_TRY_AGAIN_LATER
         )
@@ -230,16 +285,17 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _flush(self) -> None:
         batch = self._batch
-        if not batch:
+        if batch is None:
             return
         self._batch = None
         if self.close_sent or self.transport.is_closing():
             return
         if self._backlog is not None:
-            self._backlog.extend((data, True) for data in batch)
-            self._backlog_broadcasts += len(batch)
+            frames = [batch] if isinstance(batch, bytes) else batch
+            self._backlog.extend((data, True) for data in frames)
+            self._backlog_broadcasts += len(frames)
             return
-        self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        self.transport.write(batch if isinstance(batch, bytes) else b"".join(batch))
 
     # -- flow control --------------------------------------------------------------------
 
@@ -286,6 +342,10 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._closing and self.close_sent and kind == "websocket.send":
             raise ClientDisconnected()  # we closed it (overflow or shutdown) under the app
         await super().send(message)
+        if kind == "websocket.accept":
+            # The 101 response has been written; uvicorn would keep it (and its headers).
+            self.response = None  # type: ignore[assignment]
+            _release_handshake_request(self.conn)
 
     # -- shutdown ------------------------------------------------------------------------
 

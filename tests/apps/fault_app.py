@@ -40,18 +40,10 @@ def rss_kb() -> int:
     return 0
 
 
-def queued(sink: Any) -> int:
-    """Broadcasts waiting for one connection: in its Outbox (ASGI path), or in our protocol's
-    backlog while its transport is paused (frame-once path)."""
-    if hasattr(sink, "_backlog_broadcasts"):
-        return int(sink._backlog_broadcasts)
-    return len(sink.queue)
-
-
 def worker_status() -> dict[str, Any]:
     """Everything the tests look at in one worker."""
     hub = app.hub
-    queues = [queued(ws.outbox) for ws in hub.connections.values() if ws.outbox is not None]
+    queues = [ws.outbox.pending for ws in hub.connections.values() if ws.outbox is not None]
     return {
         "type": "status",
         "pid": os.getpid(),

@@ -20,12 +20,11 @@ BIN = Path(sys.executable).parent
 
 
 @dataclass
-class Gunicorn:
-    """A running gunicorn master; ``log`` is its combined output so far."""
+class LocalServer:
+    """A server process a test started, listening on 127.0.0.1:``port``."""
 
     process: subprocess.Popen[bytes]
     port: int
-    log_path: Path
 
     @property
     def base_url(self) -> str:
@@ -34,6 +33,13 @@ class Gunicorn:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Gunicorn(LocalServer):
+    """A running gunicorn master; ``log`` is its combined output so far."""
+
+    log_path: Path
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -105,7 +111,12 @@ def run_gunicorn(
                 raise RuntimeError(f"gunicorn exited with {process.returncode}")
         except Exception as error:
             raise RuntimeError(f"gunicorn did not start: {error}\n--- log ---\n{server.log()[-4000:]}") from error
-        yield server
+        try:
+            yield server
+        except BaseException:
+            # The log file goes with the server: show its end beside the failure.
+            print(f"--- gunicorn log (end) ---\n{server.log()[-6000:]}")
+            raise
     finally:
         _stop(process)
         with contextlib.suppress(OSError):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.processes import Gunicorn, wait_until
+from tests.cluster.processes import Gunicorn, LocalServer, wait_until
 from tests.cluster.processes import wait_until as poll
 from tests.redis_server import RedisServer, free_port
 
@@ -169,18 +169,8 @@ def render_nginx_conf(upstream_ports: Sequence[int], listen_port: int, scratch: 
 
 
 @dataclass
-class Nginx:
-    process: subprocess.Popen[bytes]
-    port: int
+class Nginx(LocalServer):
     directory: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return (self.directory / "nginx.log").read_text(errors="replace")

@@ -14,9 +14,10 @@ from FasterAPI.websockets import WebSocket, WebSocketState
 class GatedSocket(WebSocket):
     """A WebSocket whose transport accepts a message only when the test opens the gate."""
 
-    def __init__(self, gate: asyncio.Event) -> None:
+    def __init__(self, gate: asyncio.Event, fail_with: Exception | None = None) -> None:
         scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
         self.sent: list[Any] = []
+        self.cancelled = 0
         self.gate = gate
 
         async def receive() -> dict[str, Any]:
@@ -24,7 +25,13 @@ class GatedSocket(WebSocket):
             return {}
 
         async def send(message: Any) -> None:
-            await self.gate.wait()
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            if fail_with is not None:
+                raise fail_with
             self.sent.append(message)
 
         super().__init__(scope, receive, send)
@@ -58,6 +65,83 @@ def test_messages_drain_in_order() -> None:
     asyncio.run(scenario())
 
 
+def test_a_send_that_need_not_wait_completes_inside_put_without_a_task() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        gate.set()
+        ws = GatedSocket(gate)
+        stats = HubStats()
+        outbox = Outbox(ws, 10, Overflow.CLOSE, stats)
+        outbox.put(message(1))
+        assert ws.sent == [message(1)] and stats.delivered == 1
+        assert outbox._drain_task is None and outbox.queue is None
+
+    asyncio.run(scenario())
+
+
+def test_a_send_that_waits_finishes_on_a_task_with_later_messages_behind_it() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        ws = GatedSocket(gate)
+        stats = HubStats()
+        outbox = Outbox(ws, 10, Overflow.CLOSE, stats)
+        outbox.put(message(0))  # starts, then waits for the transport
+        outbox.put(message(1))
+        outbox.put(message(2))
+        await _settle()
+        assert ws.sent == [] and outbox.pending == 2 and outbox._drain_task is not None
+        gate.set()
+        await _settle()
+        assert [m["text"] for m in ws.sent] == ["0", "1", "2"]
+        assert stats.delivered == 3 and outbox._drain_task is None and outbox.queue is None
+        outbox.put(message(3))  # idle again: straight through
+        assert ws.sent[-1] == message(3)
+
+    asyncio.run(scenario())
+
+
+def test_closing_cancels_a_waiting_send_inside_the_server() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        ws = GatedSocket(gate)
+        outbox = Outbox(ws, 10, Overflow.CLOSE, HubStats())
+        outbox.put(message(0))
+        await _settle()
+        outbox.close()
+        await _settle()
+        assert ws.cancelled == 1  # the cancellation reached the server's send
+        gate.set()
+        await _settle()
+        assert ws.sent == []
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_send_closes_only_that_outbox() -> None:
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        gate.set()
+        stats = HubStats()
+        failures = [OSError("gone"), RuntimeError("closed by the server"), ValueError("bug")]
+        for error in failures:
+            now = Outbox(GatedSocket(gate, fail_with=error), 10, Overflow.CLOSE, stats)
+            now.put(message(0))  # fails on the spot
+            assert now.closed
+        waiting_gate = asyncio.Event()
+        later = Outbox(GatedSocket(waiting_gate, fail_with=OSError("gone")), 10, Overflow.CLOSE, stats)
+        later.put(message(0))  # fails after waiting, on the task
+        await _settle()
+        assert not later.closed
+        waiting_gate.set()
+        await _settle()
+        assert later.closed and later._drain_task is None
+        fine = GatedSocket(gate)
+        Outbox(fine, 10, Overflow.CLOSE, stats).put(message(1))
+        assert fine.sent == [message(1)] and stats.delivered == 1
+
+    asyncio.run(scenario())
+
+
 def test_overflow_closes_with_1013_and_counts() -> None:
     async def scenario() -> None:
         gate = asyncio.Event()
@@ -74,7 +158,7 @@ def test_overflow_closes_with_1013_and_counts() -> None:
         assert ws.sent[-1] == {"type": "websocket.close", "code": 1013, "reason": "send queue overflow"}
         assert ws.application_state is WebSocketState.DISCONNECTED
         outbox.put(message(99))  # ignored once closed
-        assert len(outbox.queue) == 0
+        assert outbox.pending == 0
 
     asyncio.run(scenario())
 
@@ -114,6 +198,6 @@ def test_a_stuck_connection_does_not_delay_others() -> None:
                 outbox.put(message(n))
         await _settle()
         assert all(len(ws.sent) == 50 for ws in readers)
-        assert len(stuck.queue) == 49  # one in flight, the rest waiting, bounded by 100
+        assert stuck.pending == 49  # one in flight, the rest waiting, bounded by 100
 
     asyncio.run(scenario())
