@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
 import sys
 import tracemalloc
 from collections.abc import Sequence
@@ -31,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.fanout import STACKS, RedisServer, free_port  # noqa: E402
+from benchmarks.fanout import STACKS  # noqa: E402
+from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 WARM_UP = 100
 PROTOCOLS = {
@@ -148,16 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [name for name in options.stacks.split(",") if name]
     if any(name not in STACKS for name in names) or not 1 <= len(names) <= 2:
         parser.error(f"--stacks takes one or two of {', '.join(STACKS)}")
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    redis_server = RedisServer(binary)
-    redis_server.start()
+    redis_server = RedisServer().start()
     results: dict[str, dict[str, float]] = {}
     try:
         for name in names:
-            redis_server.flushall()
+            redis_server.admin.flushall()
             results[name] = asyncio.run(measure(name, options.connections, redis_server.url))
     finally:
-        redis_server.close()
+        redis_server.stop()
     report(results, options.top)
     return 0
 

@@ -62,7 +62,6 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -74,10 +73,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import redis
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# The tests' throwaway redis-server: free loopback port, no persistence, dies with this process.
+from tests.redis_server import RedisServer, free_port  # noqa: E402
+
 CLIENT = HERE / "fanout_client.py"
 GUNICORN_CONF = HERE / "gunicorn_conf.py"
 RESULTS = HERE / "results"
@@ -279,94 +283,12 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def raise_nofile() -> int:
     """Raise the open-files soft limit to the hard one (inherited by gunicorn and the clients)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-class RedisServer:
-    """A throwaway redis-server on a free loopback port (never the machine's 6379)."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = 0
-        self.dir = Path(tempfile.mkdtemp(prefix="fanout-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
-        self.client: redis.Redis | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        for _ in range(3):
-            self.port = free_port()
-            command = [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.dir),
-                "--daemonize", "no",
-                "--protected-mode", "no",
-                "--loglevel", "warning",
-                "--logfile", str(self.dir / "redis.log"),
-            ]  # fmt: skip
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-            CHILDREN.add(self.process.pid)
-            self.client = redis.Redis(port=self.port, socket_timeout=5, socket_connect_timeout=1)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.process.poll() is None:
-                with contextlib.suppress(redis.RedisError):
-                    if self.client.ping():
-                        return
-                time.sleep(0.02)
-            self.stop()
-        raise RuntimeError(f"redis-server did not start: {self._log_tail()}")
-
-    def _log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self.dir / "redis.log").read_text(errors="replace")[-2000:]
-        return "(no log)"
-
-    def flushall(self) -> None:
-        assert self.client is not None
-        self.client.flushall()
-
-    def version(self) -> str:
-        assert self.client is not None
-        return str(self.client.info("server").get("redis_version", "?"))
-
-    def stop(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                self.client.close()
-            self.client = None
-        if self.process is not None:
-            CHILDREN.kill(self.process.pid, grace=5)
-            self.process = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @dataclass
@@ -773,7 +695,7 @@ async def run_once(
     stack: Stack, scenario: Scenario, settings: Settings, redis_server: RedisServer, log_prefix: Path
 ) -> dict[str, Any]:
     """One stack x scenario: boot, connect, measure, stop. Returns the run's record."""
-    redis_server.flushall()
+    redis_server.admin.flushall()
     record: dict[str, Any] = {"receivers": scenario.receivers, "rate": scenario.rate, "mode": scenario.mode}
     redis_pid = redis_server.process.pid if redis_server.process else 0
     procs = max(1, min(settings.client_procs, scenario.receivers))
@@ -915,7 +837,7 @@ def machine_info(redis_server: RedisServer) -> dict[str, Any]:
         "memory_gib": round(memory_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "redis_server": redis_server.version(),
+        "redis_server": str(redis_server.admin.info("server")["redis_version"]),
         "loadavg_at_start": list(os.getloadavg()),
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
     }
@@ -1209,15 +1131,14 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 
 
 async def session(settings: Settings, out: Path, argv: Sequence[str]) -> int:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.access(binary, os.X_OK):
-        raise SystemExit("redis-server is needed (apt-get install redis-server)")
     logs = out.parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("*.log"):
         old.unlink()
-    redis_server = RedisServer(binary)
-    redis_server.start()
+    try:
+        redis_server = RedisServer().start()
+    except RuntimeError as error:
+        raise SystemExit(f"{error} (apt-get install redis-server)") from error
     started = datetime.datetime.now().astimezone()
     document: dict[str, Any] = {
         "meta": {
@@ -1268,7 +1189,7 @@ async def session(settings: Settings, out: Path, argv: Sequence[str]) -> int:
                     write_json(out, document)
                     print(one_line(run), flush=True)
     finally:
-        redis_server.close()
+        redis_server.stop()
         table = medians(document["runs"])
         ratio_rows = ratios(table)
         text = markdown(table, ratio_rows, settings)
