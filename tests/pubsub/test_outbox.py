@@ -14,11 +14,13 @@ from FasterAPI.websockets import WebSocket, WebSocketState
 class GatedSocket(WebSocket):
     """A WebSocket whose transport accepts a message only when the test opens the gate."""
 
-    def __init__(self, gate: asyncio.Event, fail_with: Exception | None = None) -> None:
+    def __init__(self, *, is_open: bool, fail_with: Exception | None = None) -> None:
         scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
         self.sent: list[Any] = []
         self.cancelled = 0
-        self.gate = gate
+        self.gate = asyncio.Event()
+        if is_open:
+            self.gate.set()
 
         async def receive() -> dict[str, Any]:
             await asyncio.Event().wait()
@@ -40,6 +42,15 @@ class GatedSocket(WebSocket):
         self.client_state = WebSocketState.CONNECTED
 
 
+def gated_outbox(
+    limit: int = 10, policy: Overflow = Overflow.CLOSE, *, is_open: bool
+) -> tuple[GatedSocket, Outbox, HubStats]:
+    """An Outbox on a GatedSocket, with stats of its own."""
+    ws = GatedSocket(is_open=is_open)
+    stats = HubStats()
+    return ws, Outbox(ws, limit, policy, stats), stats
+
+
 def message(n: int) -> dict[str, Any]:
     return {"type": "websocket.send", "text": str(n)}
 
@@ -51,11 +62,7 @@ async def _settle() -> None:
 
 def test_messages_drain_in_order() -> None:
     async def scenario() -> None:
-        gate = asyncio.Event()
-        gate.set()
-        ws = GatedSocket(gate)
-        stats = HubStats()
-        outbox = Outbox(ws, 10, Overflow.CLOSE, stats)
+        ws, outbox, stats = gated_outbox(is_open=True)
         for n in range(8):
             outbox.put(message(n))
         await _settle()
@@ -67,11 +74,7 @@ def test_messages_drain_in_order() -> None:
 
 def test_a_send_that_need_not_wait_completes_inside_put_without_a_task() -> None:
     async def scenario() -> None:
-        gate = asyncio.Event()
-        gate.set()
-        ws = GatedSocket(gate)
-        stats = HubStats()
-        outbox = Outbox(ws, 10, Overflow.CLOSE, stats)
+        ws, outbox, stats = gated_outbox(is_open=True)
         outbox.put(message(1))
         assert ws.sent == [message(1)] and stats.delivered == 1
         assert outbox._drain_task is None and outbox.queue is None
@@ -81,16 +84,13 @@ def test_a_send_that_need_not_wait_completes_inside_put_without_a_task() -> None
 
 def test_a_send_that_waits_finishes_on_a_task_with_later_messages_behind_it() -> None:
     async def scenario() -> None:
-        gate = asyncio.Event()
-        ws = GatedSocket(gate)
-        stats = HubStats()
-        outbox = Outbox(ws, 10, Overflow.CLOSE, stats)
+        ws, outbox, stats = gated_outbox(is_open=False)
         outbox.put(message(0))  # starts, then waits for the transport
         outbox.put(message(1))
         outbox.put(message(2))
         await _settle()
         assert ws.sent == [] and outbox.pending == 2 and outbox._drain_task is not None
-        gate.set()
+        ws.gate.set()
         await _settle()
         assert [m["text"] for m in ws.sent] == ["0", "1", "2"]
         assert stats.delivered == 3 and outbox._drain_task is None and outbox.queue is None
@@ -102,15 +102,13 @@ def test_a_send_that_waits_finishes_on_a_task_with_later_messages_behind_it() ->
 
 def test_closing_cancels_a_waiting_send_inside_the_server() -> None:
     async def scenario() -> None:
-        gate = asyncio.Event()
-        ws = GatedSocket(gate)
-        outbox = Outbox(ws, 10, Overflow.CLOSE, HubStats())
+        ws, outbox, _ = gated_outbox(is_open=False)
         outbox.put(message(0))
         await _settle()
         outbox.close()
         await _settle()
         assert ws.cancelled == 1  # the cancellation reached the server's send
-        gate.set()
+        ws.gate.set()
         await _settle()
         assert ws.sent == []
 
@@ -119,23 +117,21 @@ def test_closing_cancels_a_waiting_send_inside_the_server() -> None:
 
 def test_a_failed_send_closes_only_that_outbox() -> None:
     async def scenario() -> None:
-        gate = asyncio.Event()
-        gate.set()
         stats = HubStats()
         failures = [OSError("gone"), RuntimeError("closed by the server"), ValueError("bug")]
         for error in failures:
-            now = Outbox(GatedSocket(gate, fail_with=error), 10, Overflow.CLOSE, stats)
+            now = Outbox(GatedSocket(is_open=True, fail_with=error), 10, Overflow.CLOSE, stats)
             now.put(message(0))  # fails on the spot
             assert now.closed
-        waiting_gate = asyncio.Event()
-        later = Outbox(GatedSocket(waiting_gate, fail_with=OSError("gone")), 10, Overflow.CLOSE, stats)
+        waiting = GatedSocket(is_open=False, fail_with=OSError("gone"))
+        later = Outbox(waiting, 10, Overflow.CLOSE, stats)
         later.put(message(0))  # fails after waiting, on the task
         await _settle()
         assert not later.closed
-        waiting_gate.set()
+        waiting.gate.set()
         await _settle()
         assert later.closed and later._drain_task is None
-        fine = GatedSocket(gate)
+        fine = GatedSocket(is_open=True)
         Outbox(fine, 10, Overflow.CLOSE, stats).put(message(1))
         assert fine.sent == [message(1)] and stats.delivered == 1
 
@@ -144,16 +140,13 @@ def test_a_failed_send_closes_only_that_outbox() -> None:
 
 def test_overflow_closes_with_1013_and_counts() -> None:
     async def scenario() -> None:
-        gate = asyncio.Event()
-        ws = GatedSocket(gate)
-        stats = HubStats()
-        outbox = Outbox(ws, 4, Overflow.CLOSE, stats)
+        ws, outbox, stats = gated_outbox(4, is_open=False)
         for n in range(6):  # one in flight, four queued, the sixth overflows
             outbox.put(message(n))
             await _settle()
         assert outbox.closed
         assert stats.slow_consumer_closes == 1
-        gate.set()
+        ws.gate.set()
         await _settle()
         assert ws.sent[-1] == {"type": "websocket.close", "code": 1013, "reason": "send queue overflow"}
         assert ws.application_state is WebSocketState.DISCONNECTED
@@ -165,17 +158,14 @@ def test_overflow_closes_with_1013_and_counts() -> None:
 
 def test_drop_oldest_keeps_the_newest_and_counts_the_dropped() -> None:
     async def scenario() -> None:
-        gate = asyncio.Event()
-        ws = GatedSocket(gate)
-        stats = HubStats()
-        outbox = Outbox(ws, 3, Overflow.DROP_OLDEST, stats)
+        ws, outbox, stats = gated_outbox(3, Overflow.DROP_OLDEST, is_open=False)
         outbox.put(message(0))
         await _settle()  # message 0 is now in flight, blocked on the gate
         for n in range(1, 8):
             outbox.put(message(n))
         assert [m["text"] for m in outbox.queue] == ["5", "6", "7"]
         assert stats.dropped == 4
-        gate.set()
+        ws.gate.set()
         await _settle()
         assert [m["text"] for m in ws.sent] == ["0", "5", "6", "7"]
         assert not outbox.closed
@@ -185,12 +175,9 @@ def test_drop_oldest_keeps_the_newest_and_counts_the_dropped() -> None:
 
 def test_a_stuck_connection_does_not_delay_others() -> None:
     async def scenario() -> None:
-        stuck_gate = asyncio.Event()
-        open_gate = asyncio.Event()
-        open_gate.set()
         stats = HubStats()
-        stuck = Outbox(GatedSocket(stuck_gate), 100, Overflow.CLOSE, stats)
-        readers = [GatedSocket(open_gate) for _ in range(10)]
+        stuck = Outbox(GatedSocket(is_open=False), 100, Overflow.CLOSE, stats)
+        readers = [GatedSocket(is_open=True) for _ in range(10)]
         outboxes = [Outbox(ws, 100, Overflow.CLOSE, stats) for ws in readers]
         for n in range(50):
             stuck.put(message(n))
