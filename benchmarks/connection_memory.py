@@ -31,7 +31,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.fanout import STACKS  # noqa: E402
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 WARM_UP = 100
 PROTOCOLS = {

@@ -52,7 +52,6 @@ import argparse
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import datetime
 import importlib.metadata
 import json
@@ -80,7 +79,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The tests' throwaway redis-server: free loopback port, no persistence, dies with this process.
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+from tests.servers import die_with_parent, free_port  # noqa: E402
 
 CLIENT = HERE / "fanout_client.py"
 GUNICORN_CONF = HERE / "gunicorn_conf.py"
@@ -232,13 +232,6 @@ class Settings:
 
 # -- processes ----------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, between fork and exec: die when the runner dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
 
 class Children:
     """Every process group this runner started, so that all of them can be killed at once."""
@@ -344,7 +337,7 @@ async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: f
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
         )
     CHILDREN.add(process.pid)
     try:
@@ -389,7 +382,7 @@ class ClientProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log_file,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(),
                 limit=1 << 24,
             )
         CHILDREN.add(process.pid)
@@ -530,7 +523,7 @@ async def start_profilers(
             str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(settings.duration))),
             "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(path),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=die_with_parent(),
         )  # fmt: skip
         CHILDREN.add(process.pid)
         profilers.append((process, path))

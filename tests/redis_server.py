@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,9 +21,9 @@ from urllib.parse import quote
 
 import redis
 
-__all__ = ["RedisServer", "free_port", "redis_server_binary"]
+from tests.servers import die_with_parent, free_port
 
-_PR_SET_PDEATHSIG = 1
+__all__ = ["RedisServer", "redis_server_binary"]
 
 
 def redis_server_binary() -> str | None:
@@ -34,21 +31,6 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server") or (
         "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the test process dies (even by SIGKILL),
-    # the kernel kills this redis-server too.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class RedisServer:
@@ -130,7 +112,7 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" and on_main_thread else None,
+            preexec_fn=die_with_parent() if on_main_thread else None,
         )
         self._wait_ready(timeout)
 

@@ -16,11 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-__all__ = ["REPO_ROOT", "RunningServer", "ServerStartError", "free_port", "run_uvicorn"]
+__all__ = ["REPO_ROOT", "RunningServer", "ServerStartError", "die_with_parent", "free_port", "run_uvicorn"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,15 +126,23 @@ def _spawn(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stopping it reaches its workers too
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=die_with_parent(signal.SIGTERM),
     )
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the test process dies (even by SIGKILL),
-    # the kernel sends the server SIGTERM.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent(signum: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` for ``subprocess.Popen``: if this process dies (even by SIGKILL), the
+    kernel sends the child ``signum``. None (nothing to run) where Linux's prctl is missing.
+
+    The signal is tied to the thread that forks: start long-lived children from the main thread.
+    """
+    if sys.platform != "linux":
+        return None
+
+    def preexec() -> None:  # runs in the child, between fork and exec
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+
+    return preexec
 
 
 def _wait_until_accepting(

@@ -14,7 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.deploy.stack import FASTERAPI, fasterapi_run, http, poll
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
+from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -10,7 +10,6 @@ happened, and dies with the test process if that is killed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import pwd
@@ -30,7 +29,8 @@ from typing import Any
 
 from tests.cluster.processes import Gunicorn, LocalServer, wait_until
 from tests.cluster.processes import wait_until as poll
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
+from tests.servers import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -44,20 +44,12 @@ COMPOSE_UPSTREAMS = ("app1:8000", "app2:8000")
 NGINX_SCRATCH_PREFIX = "/var/cache/nginx/"
 TEMP_PATH_DIRECTIVES = 5
 
-_PR_SET_PDEATHSIG = 1
-
 
 def nginx_binary() -> str | None:
     """Debian's nginx, or whichever one is on PATH; None if there is none."""
     if os.access(NGINX, os.X_OK):
         return NGINX
     return shutil.which("nginx")
-
-
-def _die_with_parent() -> None:
-    # Between fork and exec: the kernel kills this child if the test process dies.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def stop_process_group(process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
@@ -127,7 +119,7 @@ def start_instance(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
         )
     return Instance(name, Gunicorn(process, port, log_path), workers), log_path
 
@@ -214,7 +206,7 @@ def run_nginx(upstream_ports: Sequence[int], *, start_timeout: float = 20) -> It
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(),
                 user=user,
             )
         server = Nginx(process, port, directory)
@@ -323,7 +315,7 @@ def fasterapi_run(*args: str, app: str = DEMO_APP, start_timeout: float = 20) ->
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
         )
     served = Served(process, port, Path(name))
     try:

@@ -21,7 +21,8 @@ import redis as sync_redis
 
 from FasterAPI.pubsub.backends.base import BackendUnavailable
 from FasterAPI.pubsub.backends.redis import Backoff, RedisBackend
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
+from tests.servers import free_port
 
 from .test_backend_contract import RecordingListener, poll_until, run
 
