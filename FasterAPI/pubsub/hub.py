@@ -42,7 +42,7 @@ from .envelope import (
     worker_channel,
     worker_of,
 )
-from .outbox import Delivery, Outbox
+from .outbox import Delivery, Outbox, SinkSettings
 
 if TYPE_CHECKING:
     from ..websockets import WebSocket
@@ -79,6 +79,7 @@ class Hub:
         self._worker_id = secrets.token_hex(6)
         self._worker_pid = os.getpid()
         self.stats = HubStats()
+        self._sink_settings = SinkSettings(self.config.send_queue_size, self.config.overflow, self.stats)
         #: room -> {connection id: socket}, local members only.
         self.rooms: dict[str, dict[str, WebSocket]] = {}
         #: connection id -> socket, for every local socket that has an id.
@@ -165,11 +166,10 @@ class Hub:
         """
         connection_id = f"{self.worker_id}.{next(self._ids)}"
         ws._id = connection_id
-        config = self.config
         direct = ws.scope.get("extensions", {}).get("fasterapi.direct")
-        sink = None if direct is None else direct.direct_sink(config.send_queue_size, config.overflow, self.stats)
+        sink = None if direct is None else direct.direct_sink(self._sink_settings)
         if sink is None:
-            sink = Outbox(ws, config.send_queue_size, config.overflow, self.stats, evict=self.discard)
+            sink = Outbox(ws, self._sink_settings, evict=self.discard)
         ws.outbox = sink
         self.connections[connection_id] = ws
         return connection_id

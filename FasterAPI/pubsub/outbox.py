@@ -92,25 +92,32 @@ class Sink(Protocol):
         """Broadcasts accepted for this connection and not yet handed to its transport."""
 
 
-class Outbox:
-    """Messages waiting to be sent to one WebSocket through ASGI, at most ``limit`` of them."""
+class SinkSettings:
+    """A hub's bound per connection, its overflow policy and its counters.
 
-    __slots__ = ("_drain_task", "closed", "evict", "limit", "policy", "queue", "stats", "ws")
+    One object that every connection's sink of that hub shares, instead of three references each.
+    """
 
-    def __init__(
-        self,
-        ws: WebSocket,
-        limit: int,
-        policy: Overflow,
-        stats: HubStats,
-        evict: Callable[[WebSocket], Awaitable[None]] | None = None,
-    ) -> None:
-        self.ws = ws
-        #: Called on overflow to take the connection out of its rooms and presence at once.
-        self.evict = evict
+    __slots__ = ("limit", "policy", "stats")
+
+    def __init__(self, limit: int, policy: Overflow, stats: HubStats) -> None:
         self.limit = limit
         self.policy = policy
         self.stats = stats
+
+
+class Outbox:
+    """Messages waiting to be sent to one WebSocket through ASGI, at most ``settings.limit`` of them."""
+
+    __slots__ = ("_drain_task", "closed", "evict", "queue", "settings", "ws")
+
+    def __init__(
+        self, ws: WebSocket, settings: SinkSettings, evict: Callable[[WebSocket], Awaitable[None]] | None = None
+    ) -> None:
+        self.ws = ws
+        self.settings = settings
+        #: Called on overflow to take the connection out of its rooms and presence at once.
+        self.evict = evict
         #: Made on the first message and dropped once drained: an empty deque is 760 bytes,
         #: and most sockets are idle between broadcasts.
         self.queue: collections.deque[Message] | None = None
@@ -134,10 +141,10 @@ class Outbox:
                 self._send_now(message)
                 return
             queue = self.queue = collections.deque()
-        elif len(queue) >= self.limit:
-            if self.policy is Overflow.DROP_OLDEST:
+        elif len(queue) >= self.settings.limit:
+            if self.settings.policy is Overflow.DROP_OLDEST:
                 queue.popleft()
-                self.stats.dropped += 1
+                self.settings.stats.dropped += 1
             else:
                 self._overflow_close()
                 return
@@ -163,7 +170,7 @@ class Outbox:
             try:
                 waiting_on = send.send(None)
             except StopIteration:
-                self.stats.delivered += 1
+                self.settings.stats.delivered += 1
                 return
             except Exception as error:
                 self._stopped_by(error)
@@ -174,16 +181,17 @@ class Outbox:
 
     async def _drain(self, unfinished: Awaitable[None] | None) -> None:
         ws = self.ws
+        stats = self.settings.stats
         try:
             if unfinished is not None:
                 await unfinished
-                self.stats.delivered += 1
+                stats.delivered += 1
             while not self.closed and self.queue:
                 if ws.application_state is not WebSocketState.CONNECTED:
                     self.close()
                     return
                 await ws._send(self.queue.popleft())
-                self.stats.delivered += 1
+                stats.delivered += 1
         except Exception as error:
             self._stopped_by(error)
         finally:
@@ -201,12 +209,13 @@ class Outbox:
         self.close()
 
     def _overflow_close(self) -> None:
-        self.stats.slow_consumer_closes += 1
-        self.stats.dropped += len(self.queue or ()) + 1
+        stats = self.settings.stats
+        stats.slow_consumer_closes += 1
+        stats.dropped += len(self.queue or ()) + 1
         logger.warning(
             "Connection %s fell %d messages behind; closing it with %d",
             self.ws.id,
-            self.limit,
+            self.settings.limit,
             CLOSE_TRY_AGAIN_LATER,
         )
         self.close()

@@ -38,8 +38,7 @@ from .waiting import MessageQueue, WaitFlag
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
 
-    from ..pubsub.hub import HubStats
-    from ..pubsub.outbox import Delivery
+    from ..pubsub.outbox import Delivery, SinkSettings
 
 logger = logging.getLogger("fasterapi.server")
 
@@ -92,30 +91,6 @@ _DEFLATE = [
         compress_settings={"memLevel": 5},
     )
 ]
-
-
-class _SinkSettings:
-    """The hub's queue bound, overflow policy and counters: one object shared by all sockets."""
-
-    __slots__ = ("limit", "policy", "stats")
-
-    def __init__(self, limit: int, policy: Overflow, stats: HubStats) -> None:
-        self.limit = limit
-        self.policy = policy
-        self.stats = stats
-
-
-_sink_settings: dict[tuple[int, Overflow, int], _SinkSettings] = {}
-
-
-def _shared_settings(limit: int, policy: Overflow, stats: HubStats) -> _SinkSettings:
-    key = (limit, policy, id(stats))
-    settings = _sink_settings.get(key)
-    if settings is None or settings.stats is not stats:
-        if len(_sink_settings) > 64:  # hubs of finished apps (tests)
-            _sink_settings.clear()
-        settings = _sink_settings[key] = _SinkSettings(limit, policy, stats)
-    return settings
 
 
 def _release_handshake_request(conn: ServerProtocol) -> None:
@@ -174,7 +149,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
     _backlog: collections.deque[tuple[bytes, bool]] | None = None
     _backlog_broadcasts = 0
     _closing = False
-    _sink: _SinkSettings | None = None
+    _sink: SinkSettings | None = None
     _deflate_bits: int | None = None
 
     # -- registration with the hub -------------------------------------------------------
@@ -188,7 +163,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None and not self.close_sent:
             scope["extensions"]["fasterapi.direct"] = self
 
-    def direct_sink(self, limit: int, policy: Overflow, stats: HubStats) -> FasterWebSocketProtocol | None:
+    def direct_sink(self, settings: SinkSettings) -> FasterWebSocketProtocol | None:
         """Serve as the hub's sink for this connection, or None to use the ASGI path."""
         if not self.handshake_complete or self.close_sent:
             return None
@@ -196,7 +171,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
             if not isinstance(extension, PerMessageDeflate) or not extension.local_no_context_takeover:
                 return None  # a shape one shared frame cannot serve
             self._deflate_bits = extension.local_max_window_bits or 15
-        self._sink = _shared_settings(limit, policy, stats)
+        self._sink = settings
         return self
 
     # -- the hub's side ------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 from FasterAPI.config import Overflow
 from FasterAPI.pubsub.hub import HubStats
-from FasterAPI.pubsub.outbox import Outbox
+from FasterAPI.pubsub.outbox import Outbox, SinkSettings
 from FasterAPI.websockets import WebSocket, WebSocketState
 
 
@@ -48,7 +48,7 @@ def gated_outbox(
     """An Outbox on a GatedSocket, with stats of its own."""
     ws = GatedSocket(is_open=is_open)
     stats = HubStats()
-    return ws, Outbox(ws, limit, policy, stats), stats
+    return ws, Outbox(ws, SinkSettings(limit, policy, stats)), stats
 
 
 def message(n: int) -> dict[str, Any]:
@@ -118,13 +118,14 @@ def test_closing_cancels_a_waiting_send_inside_the_server() -> None:
 def test_a_failed_send_closes_only_that_outbox() -> None:
     async def scenario() -> None:
         stats = HubStats()
+        settings = SinkSettings(10, Overflow.CLOSE, stats)
         failures = [OSError("gone"), RuntimeError("closed by the server"), ValueError("bug")]
         for error in failures:
-            now = Outbox(GatedSocket(is_open=True, fail_with=error), 10, Overflow.CLOSE, stats)
+            now = Outbox(GatedSocket(is_open=True, fail_with=error), settings)
             now.put(message(0))  # fails on the spot
             assert now.closed
         waiting = GatedSocket(is_open=False, fail_with=OSError("gone"))
-        later = Outbox(waiting, 10, Overflow.CLOSE, stats)
+        later = Outbox(waiting, settings)
         later.put(message(0))  # fails after waiting, on the task
         await _settle()
         assert not later.closed
@@ -132,7 +133,7 @@ def test_a_failed_send_closes_only_that_outbox() -> None:
         await _settle()
         assert later.closed and later._drain_task is None
         fine = GatedSocket(is_open=True)
-        Outbox(fine, 10, Overflow.CLOSE, stats).put(message(1))
+        Outbox(fine, settings).put(message(1))
         assert fine.sent == [message(1)] and stats.delivered == 1
 
     asyncio.run(scenario())
@@ -176,9 +177,10 @@ def test_drop_oldest_keeps_the_newest_and_counts_the_dropped() -> None:
 def test_a_stuck_connection_does_not_delay_others() -> None:
     async def scenario() -> None:
         stats = HubStats()
-        stuck = Outbox(GatedSocket(is_open=False), 100, Overflow.CLOSE, stats)
+        settings = SinkSettings(100, Overflow.CLOSE, stats)
+        stuck = Outbox(GatedSocket(is_open=False), settings)
         readers = [GatedSocket(is_open=True) for _ in range(10)]
-        outboxes = [Outbox(ws, 100, Overflow.CLOSE, stats) for ws in readers]
+        outboxes = [Outbox(ws, settings) for ws in readers]
         for n in range(50):
             stuck.put(message(n))
             for outbox in outboxes:
