@@ -60,15 +60,7 @@ class WebSocket(HTTPConnection):
         """The next raw ASGI message from the client (``websocket.receive`` or ``.disconnect``)."""
         state = self.client_state
         if state is WebSocketState.CONNECTED:
-            message = await self._receive()
-            kind = message["type"]
-            if kind == "websocket.disconnect":
-                self.client_state = WebSocketState.DISCONNECTED
-            elif kind != "websocket.receive":
-                raise RuntimeError(
-                    f"Expected ASGI message 'websocket.receive' or 'websocket.disconnect', got {kind!r}"
-                )
-            return message
+            return self._check_received(await self._receive())
         if state is WebSocketState.CONNECTING:
             message = await self._receive()
             if message["type"] != "websocket.connect":
@@ -164,15 +156,23 @@ class WebSocket(HTTPConnection):
         self._require_connected()
         return await self.receive()
 
-    def _data(self, message: Message) -> Message:
-        """``message`` if it carries data; a disconnect raises WebSocketDisconnect."""
+    def _check_received(self, message: Message) -> Message:
+        """Check a message received while connected; a disconnect ends the client's side."""
         kind = message["type"]
-        if kind == "websocket.receive":
-            return message
         if kind == "websocket.disconnect":
             self.client_state = WebSocketState.DISCONNECTED
+        elif kind != "websocket.receive":
+            raise RuntimeError(
+                f"Expected ASGI message 'websocket.receive' or 'websocket.disconnect', got {kind!r}"
+            )
+        return message
+
+    def _data(self, message: Message) -> Message:
+        """``message`` if it carries data; a disconnect raises WebSocketDisconnect."""
+        if message["type"] != "websocket.receive":
+            self._check_received(message)  # a disconnect, or a server bug that raises here
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-        raise RuntimeError(f"Expected ASGI message 'websocket.receive' or 'websocket.disconnect', got {kind!r}")
+        return message
 
     @staticmethod
     def _text_of(message: Message) -> str:
@@ -196,8 +196,6 @@ class WebSocket(HTTPConnection):
 
     @staticmethod
     def _json_of(message: Message, mode: str) -> Any:
-        if mode not in ("text", "binary"):
-            raise ValueError(f"mode must be 'text' or 'binary', got {mode!r}")
         data = WebSocket._text_of(message) if mode == "text" else WebSocket._bytes_of(message)
         try:
             return _json_decode(data)
