@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import inspect
 import itertools
 import logging
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import HubConfig
 from . import backend_from_url
-from .backends.base import Backend, BackendUnavailable
+from .backends.base import Backend, BackendUnavailable, describe_error, wall_clock
 from .envelope import (
     KIND_PING,
     KIND_TEXT,
@@ -48,10 +47,6 @@ if TYPE_CHECKING:
     from ..websockets import WebSocket
 
 logger = logging.getLogger("fasterapi.hub")
-
-
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 ReconnectHook = Callable[[], Any]
 
@@ -384,9 +379,12 @@ class Hub:
         self.stats.backend_outages += 1
         self.relay_ok = False
         self._lost_at = time.monotonic()
-        reason = "no error" if error is None else f"{type(error).__name__}: {error}"
         logger.warning(
-            "Hub %s (pid %d) lost its backend at %s: %s", self.worker_id, os.getpid(), _now(), reason
+            "Hub %s (pid %d) lost its backend at %s: %s",
+            self.worker_id,
+            os.getpid(),
+            wall_clock(),
+            describe_error(error),
         )
 
     def on_connection_restored(self) -> None:
@@ -396,7 +394,7 @@ class Hub:
             "Hub %s (pid %d) recovered its backend at %s%s; %d rooms resubscribed",
             self.worker_id,
             os.getpid(),
-            _now(),
+            wall_clock(),
             outage,
             len(self.rooms),
         )

@@ -9,8 +9,21 @@ module that subclasses :class:`Backend` and one row in ``FasterAPI.pubsub.BACKEN
 from __future__ import annotations
 
 import abc
+import datetime
 from collections.abc import Iterable
 from typing import Protocol
+
+
+def describe_error(error: BaseException | None) -> str:
+    """``Type: message`` for an outage log line (redis-py 8's repr is a terse "network:...")."""
+    if error is None:
+        return "no error"
+    return f"{type(error).__name__}: {error}"
+
+
+def wall_clock() -> str:
+    """Local time to the millisecond, for outage log lines (uvicorn's log format has no time)."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 class BackendUnavailable(RuntimeError):

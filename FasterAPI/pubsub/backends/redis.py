@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import math
 import os
@@ -25,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .base import Backend, BackendListener, BackendUnavailable
+from .base import Backend, BackendListener, BackendUnavailable, describe_error, wall_clock
 
 __all__ = ["Backoff", "RedisBackend"]
 
@@ -101,17 +100,6 @@ def _check_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def _describe(error: BaseException | None) -> str:
-    # redis-py 8 exceptions have a terse repr ("network:ConnectionError"); say what happened.
-    if error is None:
-        return "no error"
-    return f"{type(error).__name__}: {error}"
-
-
-def _now_text() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 class RedisBackend(Backend):
@@ -326,7 +314,7 @@ class RedisBackend(Backend):
                 async with asyncio.timeout(bound):
                     await closer
             except Exception as err:
-                log.debug("error closing a Redis pool: %s", _describe(err))
+                log.debug("error closing a Redis pool: %s", describe_error(err))
         self._listener = None
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
@@ -340,7 +328,7 @@ class RedisBackend(Backend):
             log.critical(
                 "pid %d: the Redis listener task ended: %s; messages will no longer be received",
                 os.getpid(),
-                _describe(err),
+                describe_error(err),
                 exc_info=err,
             )
 
@@ -367,7 +355,7 @@ class RedisBackend(Backend):
                         down_since = time.monotonic()
                         self._report_lost(err)
                     else:
-                        log.debug("pid %d: Redis reconnect attempt failed: %s", os.getpid(), _describe(err))
+                        log.debug("pid %d: Redis reconnect attempt failed: %s", os.getpid(), describe_error(err))
                     continue
                 self.backoff.reset()
                 self.available = True
@@ -379,7 +367,7 @@ class RedisBackend(Backend):
                         "%d channel(s) resubscribed",
                         os.getpid(),
                         _redact(self.url),
-                        _now_text(),
+                        wall_clock(),
                         time.monotonic() - down_since,
                         len(self._wanted),
                     )
@@ -548,8 +536,8 @@ class RedisBackend(Backend):
             "pid %d: Redis pub/sub connection to %s lost at %s: %s; reconnecting (backoff %.2fs..%.2fs)",
             os.getpid(),
             _redact(self.url),
-            _now_text(),
-            _describe(error),
+            wall_clock(),
+            describe_error(error),
             self.backoff.base,
             self.backoff.cap,
         )
@@ -579,7 +567,7 @@ class RedisBackend(Backend):
             async with asyncio.timeout(self.connect_timeout):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
         except Exception as err:
-            log.debug("error closing the subscriber connection: %s", _describe(err))
+            log.debug("error closing the subscriber connection: %s", describe_error(err))
             connection = pubsub.connection
             if connection is not None:
                 with contextlib.suppress(Exception):
@@ -596,7 +584,7 @@ class RedisBackend(Backend):
             async with asyncio.timeout(self.connect_timeout):
                 await pool.disconnect(inuse_connections=False)
         except Exception as err:
-            log.debug("error closing idle Redis connections: %s", _describe(err))
+            log.debug("error closing idle Redis connections: %s", describe_error(err))
 
     # Pub/sub
 
@@ -673,7 +661,7 @@ class RedisBackend(Backend):
         except Exception as err:
             # A failed write closes the connection, which the listener sees and replaces; the
             # reconnect then subscribes from the wanted set, which is already up to date.
-            log.debug("%s %r not sent (%s); the reconnect will apply it", command, channel, _describe(err))
+            log.debug("%s %r not sent (%s); the reconnect will apply it", command, channel, describe_error(err))
 
     # Presence
 
