@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.deploy.stack import FASTERAPI, fasterapi_run, http, poll
+from tests.cluster.processes import wait_until
+from tests.deploy.stack import FASTERAPI, fasterapi_run, http
 from tests.redis_server import RedisServer
 from tests.servers import free_port
 
@@ -85,7 +86,7 @@ def test_run_two_workers_is_gunicorn_and_publish_json_reaches_all(redis_server: 
     with fasterapi_run("--workers", "2", "--backend", redis_server.url) as served:
         output = served.output()
         assert "Using worker: FasterAPI.server.worker.FasterWorker" in output
-        poll(lambda: served.output().count("Booting worker") >= 2, TIMEOUT, "two workers")
+        wait_until(lambda: served.output().count("Booting worker") >= 2, TIMEOUT, "two workers")
         # fasterapi exec'ed gunicorn: the master is the process we started; workers are others.
         assert f"Listening at: http://127.0.0.1:{served.port} ({served.process.pid})" in served.output()
 

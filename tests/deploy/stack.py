@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.processes import Gunicorn, LocalServer, wait_until
-from tests.cluster.processes import wait_until as poll
 from tests.redis_server import RedisServer
 from tests.servers import die_with_parent, free_port
 
@@ -328,7 +327,7 @@ def fasterapi_run(*args: str, app: str = DEMO_APP, start_timeout: float = 20) ->
             except OSError:
                 return False
 
-        poll(healthy, start_timeout, "fasterapi run to serve /healthz")
+        wait_until(healthy, start_timeout, "fasterapi run to serve /healthz")
         yield served
     finally:
         stop_process_group(process, signal.SIGTERM)

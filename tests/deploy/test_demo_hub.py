@@ -11,7 +11,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from examples.demo_hub import app
 from FasterAPI.testclient import TestClient
-from tests.deploy.stack import fasterapi_run, http, poll
+from tests.cluster.processes import wait_until
+from tests.deploy.stack import fasterapi_run, http
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -72,7 +73,7 @@ async def _outage(base_url: str, ws_url: str, redis: RedisServer) -> None:
 
         redis.kill()
         unhealthy = lambda: http(f"{base_url}/healthz").status == 503  # noqa: E731
-        await asyncio.to_thread(poll, unhealthy, TIMEOUT, "/healthz to turn 503")
+        await asyncio.to_thread(wait_until, unhealthy, TIMEOUT, "/healthz to turn 503")
         assert http(f"{base_url}/healthz").json()["status"] == "unavailable"
         posted = http(f"{base_url}/rooms/outage/messages", method="POST", json_body={"text": "lost"})
         assert posted.status == 503 and "relay is down" in posted.json()["detail"]
@@ -81,7 +82,9 @@ async def _outage(base_url: str, ws_url: str, redis: RedisServer) -> None:
         assert "relay is down" in (await next_event(ws, "error"))["detail"]
 
         redis.start()
-        await asyncio.to_thread(poll, lambda: http(f"{base_url}/healthz").status == 200, TIMEOUT, "/healthz to recover")
+        await asyncio.to_thread(
+            wait_until, lambda: http(f"{base_url}/healthz").status == 200, TIMEOUT, "/healthz to recover"
+        )
         # The same socket works again, and presence was restored in the fresh Redis.
         await ws.send("after the outage")
         assert (await next_event(ws, "message"))["text"] == "after the outage"

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.deploy.stack import Stack, http, metric_value, poll
+from tests.cluster.processes import wait_until
+from tests.deploy.stack import Stack, http, metric_value
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,7 +79,7 @@ async def _rooms_across_instances(stack: Stack) -> None:
         assert placed.count("app1") == placed.count("app2") == CLIENTS // 2, placed
 
         # Presence is cluster-wide, whichever instance answers.
-        poll(
+        wait_until(
             lambda: http(f"{stack.base_url}/rooms/{room}").json()["members"] == CLIENTS,
             TIMEOUT,
             "every client in the room's presence",
@@ -124,7 +125,7 @@ async def check_metrics(stack: Stack, placed: list[str]) -> None:
         return matched == {"app1", "app2"}
 
     try:
-        await asyncio.to_thread(poll, scrape, TIMEOUT, "both instances' connection gauges")
+        await asyncio.to_thread(wait_until, scrape, TIMEOUT, "both instances' connection gauges")
     except TimeoutError as error:
         raise AssertionError(f"connections per instance: expected {expected}, scraped {seen}") from error
 
@@ -158,13 +159,15 @@ async def _dead_worker(stack: Stack) -> None:
         def connections() -> float | None:
             return metric_value(http(metrics_url).text, "fasterapi_connections")
 
-        await asyncio.to_thread(poll, lambda: connections() == len(on_instance), TIMEOUT, "the gauge to count all")
+        await asyncio.to_thread(
+            wait_until, lambda: connections() == len(on_instance), TIMEOUT, "the gauge to count all"
+        )
         published = metric_value(http(metrics_url).text, "fasterapi_messages_published_total") or 0
 
         os.kill(victim, signal.SIGKILL)
         survivors = len(on_instance) - pids.count(victim)
         try:
-            await asyncio.to_thread(poll, lambda: connections() == survivors, TIMEOUT, "the dead worker's exit")
+            await asyncio.to_thread(wait_until, lambda: connections() == survivors, TIMEOUT, "the dead worker's exit")
         except TimeoutError as error:
             raise AssertionError(f"expected {survivors} connections, scraped {connections()}") from error
         # Counters keep what the dead worker counted: totals never go down.
