@@ -25,7 +25,6 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.cluster.processes import wait_until as poll  # noqa: F401 - the fault tests import it from here
 from tests.redis_server import RedisServer
 
 TIMEOUT = 15.0
@@ -66,7 +65,7 @@ async def ahttp(method: str, url: str, body: bytes | None = None, timeout: float
 
 
 async def apoll(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.02) -> float:
-    """Async :func:`poll`."""
+    """Async :func:`tests.cluster.processes.wait_until`."""
     started = time.monotonic()
     while not await predicate():
         if time.monotonic() - started > timeout:

@@ -20,7 +20,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
 from FasterAPI.pubsub.envelope import Envelope, decode, encode
-from tests.faults.harness import Client, RawWebSocket, ahttp, close_all, connect_many, http, poll
+from tests.cluster.processes import wait_until
+from tests.faults.harness import Client, RawWebSocket, ahttp, close_all, connect_many, http
 from tests.redis_server import RedisServer
 from tests.servers import RunningServer, run_uvicorn
 
@@ -182,7 +183,9 @@ def test_malformed_envelope_is_logged_counted_and_skipped(server: RunningServer,
             # Nothing of the garbage reached a client: the next message after the hello is the valid one.
             for client in clients:
                 assert client.messages == ["valid after garbage"]
-            poll(lambda: server.output().count("Dropped a message on channel 'room:garbage'") >= len(bad), 5, "logs")
+            wait_until(
+                lambda: server.output().count("Dropped a message on channel 'room:garbage'") >= len(bad), 5, "logs"
+            )
         finally:
             await close_all(clients)
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.cluster.processes import Gunicorn, run_gunicorn
-from tests.faults.harness import Client, ahttp, close_all, connect_spread, measure_recovery, poll
+from tests.cluster.processes import Gunicorn, run_gunicorn, wait_until
+from tests.faults.harness import Client, ahttp, close_all, connect_spread, measure_recovery
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -70,10 +70,10 @@ async def crash(server: Gunicorn) -> None:
             booted.update(int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", server.log()))
             return bool(booted - original - {victim})
 
-        poll(replacement_booted, 30, "a replacement worker")
+        wait_until(replacement_booted, 30, "a replacement worker")
         (new_pid,) = booted - original - {victim}
         assert f"(pid:{victim})" in server.log()  # the arbiter says which worker died
-        poll(lambda: f"[{new_pid}] [INFO] Application startup complete" in server.log(), 30, "its startup")
+        wait_until(lambda: f"[{new_pid}] [INFO] Application startup complete" in server.log(), 30, "its startup")
         # Requests and connections go to whichever worker accepts first: ask until it answers.
         seen: set[int] = set()
         deadline = time.monotonic() + 30
