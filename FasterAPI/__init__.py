@@ -1,31 +1,72 @@
-"""FasterAPI: a lean ASGI framework with WebSocket rooms that work across workers and hosts."""
+"""FasterAPI: a lean ASGI framework with WebSocket rooms that work across workers and hosts.
 
-from . import status
-from .applications import Faster
-from .datastructures import URL, Headers, QueryParams, State
-from .dependencies import Depends
-from .exceptions import (
-    HTTPException,
-    InvalidJSONMessage,
-    RequestValidationError,
-    UnexpectedFrameType,
-    WebSocketDisconnect,
-    WebSocketException,
-)
-from .params import Body, Cookie, Header, Path, Query
-from .requests import Request
-from .responses import (
-    HTMLResponse,
-    JSONResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
-from .routing import APIRouter
-from .websockets import WebSocket, WebSocketState
+Every public name is imported on first use, so ``from FasterAPI.pubsub import Publisher``
+(a Celery task, a cron script) loads neither the web core nor uvicorn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import status
+    from .applications import Faster
+    from .datastructures import URL, Headers, QueryParams, State
+    from .dependencies import Depends
+    from .exceptions import (
+        HTTPException,
+        InvalidJSONMessage,
+        RequestValidationError,
+        UnexpectedFrameType,
+        WebSocketDisconnect,
+        WebSocketException,
+    )
+    from .params import Body, Cookie, Header, Path, Query
+    from .requests import Request
+    from .responses import (
+        HTMLResponse,
+        JSONResponse,
+        PlainTextResponse,
+        RedirectResponse,
+        Response,
+        StreamingResponse,
+    )
+    from .routing import APIRouter
+    from .websockets import WebSocket, WebSocketState
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_PUBLIC: dict[str, str] = {
+    "Faster": "applications",
+    "URL": "datastructures",
+    "Headers": "datastructures",
+    "QueryParams": "datastructures",
+    "State": "datastructures",
+    "Depends": "dependencies",
+    "HTTPException": "exceptions",
+    "InvalidJSONMessage": "exceptions",
+    "RequestValidationError": "exceptions",
+    "UnexpectedFrameType": "exceptions",
+    "WebSocketDisconnect": "exceptions",
+    "WebSocketException": "exceptions",
+    "Body": "params",
+    "Cookie": "params",
+    "Header": "params",
+    "Path": "params",
+    "Query": "params",
+    "Request": "requests",
+    "HTMLResponse": "responses",
+    "JSONResponse": "responses",
+    "PlainTextResponse": "responses",
+    "RedirectResponse": "responses",
+    "Response": "responses",
+    "StreamingResponse": "responses",
+    "APIRouter": "routing",
+    "WebSocket": "websockets",
+    "WebSocketState": "websockets",
+}
 
 __all__ = [
     "URL",
@@ -57,3 +98,18 @@ __all__ = [
     "WebSocketState",
     "status",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "status":
+        return importlib.import_module(f"{__name__}.status")
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC, "status"])

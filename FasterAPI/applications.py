@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from . import status
 from .datastructures import State
 from .dependencies import Depends
 from .exceptions import (
@@ -21,6 +22,8 @@ from .exceptions import (
     WebSocketDisconnect,
     WebSocketException,
 )
+from .pubsub.envelope import Identified
+from .pubsub.hub import Hub
 from .requests import Request
 from .responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from .routing import APIRouter, BaseRoute, Handler, Router, WebSocketRoute
@@ -29,7 +32,6 @@ from .websockets import WebSocket, WebSocketState
 
 if TYPE_CHECKING:
     from .pubsub.backends.base import Backend
-    from .pubsub.hub import Hub
 
 logger = logging.getLogger("fasterapi")
 
@@ -114,12 +116,10 @@ class Faster(APIRouter):
     def hub(self) -> Hub:
         """The rooms and broadcast hub (created on first use, started with the lifespan)."""
         if self._hub is None:
-            from .pubsub.hub import Hub
-
             self._hub = Hub(self._backend_option, **self._hub_options)
         return self._hub
 
-    async def broadcast(self, room: str, data: Any, *, exclude: WebSocket | str | None = None) -> None:
+    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> None:
         """Send ``data`` to every member of ``room`` on every worker sharing the backend.
 
         ``str`` goes out as a text frame, ``bytes`` as binary, anything else as JSON text.
@@ -163,15 +163,16 @@ class Faster(APIRouter):
         # A WebSocket is served in this frame rather than in a helper's: a coroutine frame
         # stays suspended for the whole life of each open socket, so every frame between the
         # server and the endpoint is memory per idle connection.
-        ws = WebSocket(scope, receive, send)
+        hub = self.hub
+        ws = WebSocket(scope, receive, send, hub=hub)
         route, params = self.router.match_websocket(scope["path"])
         if route is None:
-            await _reject(ws, 404, "No WebSocket route for this path")
+            await _reject(ws, status.HTTP_404_NOT_FOUND, "No WebSocket route for this path")
             return
         origins = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
         if origins is not None and not _origin_allowed(ws, origins):
             logger.warning("Rejected WebSocket %s from origin %r", scope["path"], ws.headers.get("origin"))
-            await _reject(ws, 403, "Origin not allowed")
+            await _reject(ws, status.HTTP_403_FORBIDDEN, "Origin not allowed")
             return
         scope["path_params"] = params
         self.open_websockets += 1
@@ -189,11 +190,11 @@ class Faster(APIRouter):
             await self._close_after_error(ws, route, error)
         finally:
             self.open_websockets -= 1
-            if ws.rooms or ws.outbox is not None:
-                await self.hub.discard(ws)
+            if ws.id in hub.connections:
+                await hub.discard(ws.id)
         if ws.application_state is not WebSocketState.DISCONNECTED:
             # Returned without closing: close normally (before accept, the server answers 403).
-            await _quiet_close(ws, 1000)
+            await _quiet_close(ws, status.WS_1000_NORMAL_CLOSURE)
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, params, allowed = self.router.match_http(scope["method"], scope["path"])
@@ -306,19 +307,21 @@ class Faster(APIRouter):
         if isinstance(error, WebSocketException):
             code, reason = error.code, error.reason
         elif isinstance(error, RequestValidationError):
-            code, reason = 1008, _short(str(error.errors))
+            code, reason = status.WS_1008_POLICY_VIOLATION, _short(str(error.errors))
             logger.info("WebSocket %s rejected: %s", route.path, error.errors)
         elif isinstance(error, UnexpectedFrameType):
-            code, reason = 1003, _short(str(error))
+            code, reason = status.WS_1003_UNSUPPORTED_DATA, _short(str(error))
             logger.info("WebSocket %s closed: %s", route.path, error)
         elif isinstance(error, InvalidJSONMessage):
-            code, reason = 1007, _short(str(error))
+            code, reason = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, _short(str(error))
             logger.info("WebSocket %s closed: %s", route.path, error)
         else:
-            code, reason = 1011, ""
+            code, reason = status.WS_1011_INTERNAL_ERROR, ""
             logger.exception("Exception in WebSocket handler %s", route.path)
         if ws.application_state is WebSocketState.CONNECTING:
-            await _reject(ws, 403 if code != 1011 else 500, reason or "WebSocket handler failed")
+            failed = code == status.WS_1011_INTERNAL_ERROR
+            http_status = status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_403_FORBIDDEN
+            await _reject(ws, http_status, reason or "WebSocket handler failed")
         elif ws.application_state is WebSocketState.CONNECTED:
             await _quiet_close(ws, code, reason)
 
@@ -383,24 +386,23 @@ def _short(reason: str) -> str:
     return encoded.decode("utf-8", "ignore")
 
 
-async def _reject(ws: WebSocket, status: int, detail: str) -> None:
+async def _reject(ws: WebSocket, http_status: int, detail: str) -> None:
     """Refuse a handshake: an HTTP response where the server supports it, else a 403."""
-    if "websocket.http.response" in ws.scope.get("extensions", {}) and status != 403:
+    if "websocket.http.response" in ws.scope.get("extensions", {}) and http_status != status.HTTP_403_FORBIDDEN:
         body = detail.encode()
         await ws.send(
             {
                 "type": "websocket.http.response.start",
-                "status": status,
+                "status": http_status,
                 "headers": [
                     (b"content-type", b"text/plain; charset=utf-8"),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }
         )
-        await ws._send({"type": "websocket.http.response.body", "body": body})
-        ws.application_state = WebSocketState.DISCONNECTED
+        await ws.send({"type": "websocket.http.response.body", "body": body})
         return
-    await _quiet_close(ws, 1000)
+    await _quiet_close(ws, status.WS_1000_NORMAL_CLOSURE)
 
 
 async def _quiet_close(ws: WebSocket, code: int, reason: str = "") -> None:

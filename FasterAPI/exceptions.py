@@ -6,6 +6,8 @@ import http
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .status import WS_1000_NORMAL_CLOSURE
+
 
 class HTTPException(Exception):
     """Ends the request with ``status_code``; ``detail`` becomes the JSON body."""
@@ -53,7 +55,7 @@ class WebSocketException(Exception):
 class WebSocketDisconnect(Exception):
     """The peer closed the connection (or it was lost) with ``code`` and ``reason``."""
 
-    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+    def __init__(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         self.code = code
         self.reason = reason or ""
         super().__init__(code, self.reason)

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import msgspec
 
+from . import status
 from .datastructures import Headers, parse_cookies
 from .exceptions import WebSocketDisconnect
 from .types import ASGIApp, Message, Scope
@@ -380,7 +381,7 @@ class WebSocketTestSession:
         self._closed = True
         if message["type"] == "websocket.close":
             self._wait_app()
-            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            raise WebSocketDisconnect(message.get("code", status.WS_1000_NORMAL_CLOSURE), message.get("reason"))
         if message["type"] == "websocket.http.response.start":
             body = b""
             while True:
@@ -397,7 +398,7 @@ class WebSocketTestSession:
     def __exit__(self, *exc_info: object) -> None:
         try:
             if not self._closed:
-                self.close(1000)
+                self.close(status.WS_1000_NORMAL_CLOSURE)
         finally:
             self._wait_app()
 
@@ -432,7 +433,7 @@ class WebSocketTestSession:
             raise item
         if item is None:
             self._from_app.put(None)  # keep reporting the end to later calls
-            raise WebSocketDisconnect(1006, "The app returned without closing")
+            raise WebSocketDisconnect(status.WS_1006_ABNORMAL_CLOSURE, "The app returned without closing")
         return item
 
     def _wait_app(self) -> None:
@@ -461,7 +462,7 @@ class WebSocketTestSession:
         else:
             self.send_bytes(encoded)
 
-    def close(self, code: int = 1000, reason: str | None = None) -> None:
+    def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """The client closes: the app's next receive sees ``websocket.disconnect``."""
         self._closed = True
         self._put({"type": "websocket.disconnect", "code": code, "reason": reason or ""})
@@ -473,7 +474,7 @@ class WebSocketTestSession:
         message = self._next(timeout)
         if message["type"] == "websocket.close":
             self._closed = True
-            self.close_code = message.get("code", 1000)
+            self.close_code = message.get("code", status.WS_1000_NORMAL_CLOSURE)
             self.close_reason = message.get("reason") or ""
             raise WebSocketDisconnect(self.close_code, self.close_reason)
         return message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -11,3 +12,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
+
+
+class WebSocketState(enum.Enum):
+    """One side of a WebSocket: the client's (what we received) or the app's (what we sent)."""
+
+    CONNECTING = 0
+    CONNECTED = 1
+    DISCONNECTED = 2

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from .exceptions import InvalidJSONMessage, UnexpectedFrameType, WebSocketDisconnect
+from .pubsub.delivery import SINK_EXTENSION, ServerSink, Sink, SinkSettings
+from .pubsub.outbox import Outbox
 from .requests import HTTPConnection
-from .types import Message, Receive, Scope, Send
+from .status import WS_1000_NORMAL_CLOSURE, WS_1006_ABNORMAL_CLOSURE
+from .types import Message, Receive, Scope, Send, WebSocketState
 
 if TYPE_CHECKING:
-    from .pubsub.outbox import Sink
+    from .pubsub.hub import Hub
 
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState"]
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
-
-
-class WebSocketState(enum.Enum):
-    """One side of the connection: the client's (what we received) or the app's (what we sent)."""
-
-    CONNECTING = 0
-    CONNECTED = 1
-    DISCONNECTED = 2
 
 
 class WebSocket(HTTPConnection):
@@ -35,11 +29,14 @@ class WebSocket(HTTPConnection):
     ``client_state`` follows the messages received from the client, ``application_state``
     the messages the app sent. Misuse (send before accept, accept twice, receive after a
     disconnect) raises RuntimeError naming the expected and the actual state.
+
+    ``hub`` (given by the app) makes the connection a room member: it issues the id, and
+    the connection is known to it from ``accept()`` until the app has served it.
     """
 
-    __slots__ = ("_id", "_receive", "_send", "application_state", "client_state", "outbox", "rooms")
+    __slots__ = ("_hub", "_id", "_receive", "_send", "application_state", "client_state")
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, *, hub: Hub | None = None) -> None:
         if scope["type"] != "websocket":
             raise ValueError(f"WebSocket needs a 'websocket' scope, got {scope['type']!r}")
         super().__init__(scope)
@@ -47,12 +44,8 @@ class WebSocket(HTTPConnection):
         self._send = send
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
-        self._id: str | None = None
-        #: Rooms this connection joined in this worker (kept by the hub). A tuple: most
-        #: sockets are in one or two rooms, and a set costs four times the memory.
-        self.rooms: tuple[str, ...] = ()
-        #: Where the hub delivers broadcasts (set when the connection gets its id).
-        self.outbox: Sink | None = None
+        self._hub = hub
+        self._id = "" if hub is None else hub.new_connection_id()
 
     # -- raw ASGI messages -------------------------------------------------------------------
 
@@ -89,13 +82,17 @@ class WebSocket(HTTPConnection):
                 await self._send(message)
             except OSError:
                 self.application_state = WebSocketState.DISCONNECTED
-                raise WebSocketDisconnect(1006) from None
+                raise WebSocketDisconnect(WS_1006_ABNORMAL_CLOSURE) from None
             return
         if state is WebSocketState.CONNECTING:
             if kind == "websocket.accept":
                 self.application_state = WebSocketState.CONNECTED
             elif kind == "websocket.close":
                 self.application_state = WebSocketState.DISCONNECTED
+            elif kind == "websocket.http.response.body":
+                # A denial response (ASGI's websocket.http.response extension) ends with its body.
+                if not message.get("more_body", False):
+                    self.application_state = WebSocketState.DISCONNECTED
             elif kind != "websocket.http.response.start":
                 raise RuntimeError(
                     f"Cannot send {kind!r} before accept(): application state is CONNECTING, "
@@ -129,8 +126,10 @@ class WebSocket(HTTPConnection):
         elif headers is not None:
             raw = [(bytes(k), bytes(v)) for k, v in headers]
         await self.send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": raw})
+        if self._hub is not None:
+            self._hub.add(self)  # from now on send_to(ws.id) reaches it
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+    async def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Close with ``code``; before accept() this rejects the handshake with HTTP 403."""
         await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
 
@@ -171,7 +170,7 @@ class WebSocket(HTTPConnection):
         """``message`` if it carries data; a disconnect raises WebSocketDisconnect."""
         if message["type"] != "websocket.receive":
             self._check_received(message)  # a disconnect, or a server bug that raises here
-            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            raise WebSocketDisconnect(message.get("code", WS_1000_NORMAL_CLOSURE), message.get("reason"))
         return message
 
     @staticmethod
@@ -263,15 +262,32 @@ class WebSocket(HTTPConnection):
     @property
     def id(self) -> str:
         """This connection's id, unique across every worker and host sharing the backend."""
-        if self._id is None:
-            return self.app.hub.register(self)
+        self._member_hub()
         return self._id
+
+    @property
+    def rooms(self) -> tuple[str, ...]:
+        """The rooms this connection joined (in this worker), in joining order."""
+        return () if self._hub is None else self._hub.rooms_of(self._id)
 
     async def join(self, room: str) -> None:
         """Receive every broadcast to ``room``, from any worker, until leave() or the socket ends."""
         self._require_connected()
-        await self.app.hub.join(self, room)
+        await self._member_hub().join(self, room)
 
     async def leave(self, room: str) -> None:
         """Stop receiving ``room``'s broadcasts. Leaving a room not joined is a no-op."""
-        await self.app.hub.leave(self, room)
+        await self._member_hub().leave(self._id, room)
+
+    def open_sink(self, settings: SinkSettings) -> Sink:
+        """Where the hub delivers this connection's broadcasts: the server's own sink when it
+        offers one for this connection (our frame-once protocol), else an ASGI :class:`Outbox`."""
+        server_sink = self.scope.get("extensions", {}).get(SINK_EXTENSION)
+        if isinstance(server_sink, ServerSink) and server_sink.attach(settings):
+            return server_sink
+        return Outbox(self, self._send, settings)
+
+    def _member_hub(self) -> Hub:
+        if self._hub is None:
+            raise RuntimeError("This WebSocket has no hub: rooms and ids need a socket served by a Faster app")
+        return self._hub

@@ -20,15 +20,14 @@ from FasterAPI.pubsub.envelope import (
     MAX_ROOM_NAME_BYTES,
     VERSION,
     Envelope,
-    InvalidEnvelope,
-    InvalidRoomName,
-    PayloadTooLarge,
     decode,
     encode,
-    pack,
+    prepare,
     room_channel,
     validate_room,
+    worker_channel,
 )
+from FasterAPI.pubsub.errors import InvalidEnvelope, InvalidRoomName, PayloadTooLarge
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
 
@@ -82,12 +81,28 @@ _json = st.recursive(
     max_leaves=12,
 )
 _names = st.text(max_size=40)
+_rooms = st.text(st.characters(codec="utf-8", exclude_categories=["Cc"]), min_size=1, max_size=40)
+_targets = st.builds(
+    lambda worker, n: f"{worker}.{n}", st.text("0123456789abcdef", min_size=1, max_size=12), st.integers(0)
+)
 
 
 @SETTINGS
-@given(data=st.one_of(st.text(), st.binary(), _json), room=_names, target=_names, exclude=_names, origin=_names)
-def test_pack_then_decode_round_trips(data: Any, room: str, target: str, exclude: str, origin: str) -> None:
-    packed = pack(data, room=room, target=target, exclude=exclude, origin=origin, max_size=1 << 20)
+@given(
+    data=st.one_of(st.text(), st.binary(), _json),
+    address=st.one_of(_rooms.map(lambda room: ("room", room)), _targets.map(lambda target: ("target", target))),
+    exclude=_names,
+    origin=_names,
+)
+def test_prepare_then_decode_round_trips(data: Any, address: tuple[str, str], exclude: str, origin: str) -> None:
+    kind, name = address
+    room, target = (name, "") if kind == "room" else ("", name)
+    if kind == "room":
+        channel, packed = prepare(data, room=room, exclude=exclude, origin=origin, max_size=1 << 20)
+        assert channel == room_channel(room)
+    else:
+        channel, packed = prepare(data, target=target, exclude=exclude, origin=origin, max_size=1 << 20)
+        assert channel == worker_channel(target.partition(".")[0])
     envelope = decode(packed)
     if isinstance(data, bytes):
         assert (envelope.kind, envelope.payload) == (KIND_BINARY, data)
@@ -134,12 +149,12 @@ def test_encode_then_decode_round_trips_every_valid_envelope(envelope: Envelope)
 
 @SETTINGS
 @given(payload=st.binary(max_size=64), limit=st.integers(min_value=1, max_value=64))
-def test_pack_refuses_exactly_the_payloads_over_the_limit(payload: bytes, limit: int) -> None:
+def test_prepare_refuses_exactly_the_payloads_over_the_limit(payload: bytes, limit: int) -> None:
     if len(payload) > limit:
         with pytest.raises(PayloadTooLarge):
-            pack(payload, room="r", max_size=limit)
+            prepare(payload, room="r", origin="o", max_size=limit)
     else:
-        assert decode(pack(payload, room="r", max_size=limit)).payload == payload
+        assert decode(prepare(payload, room="r", origin="o", max_size=limit)[1]).payload == payload
 
 
 # -- room names ------------------------------------------------------------------------------
@@ -194,5 +209,5 @@ def test_every_accepted_room_name_can_be_published(name: str) -> None:
         validate_room(name)
     except InvalidRoomName:
         return
-    decode(pack("hello", room=name, max_size=1024))
+    decode(prepare("hello", room=name, origin="o", max_size=1024)[1])
     room_channel(name).encode("utf-8")

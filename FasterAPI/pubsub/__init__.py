@@ -1,17 +1,22 @@
 """Rooms and broadcast across workers: the hub, its backends, and a standalone publisher.
 
-Backends are picked by URL scheme from :data:`BACKENDS` and imported lazily, so using the
-memory backend never imports redis, and a new backend is one module plus one row here.
+Importing this package is light: it pulls in neither the web core nor uvicorn, so a Celery
+task or a cron script can ``from FasterAPI.pubsub import Publisher``. Backends are picked by
+URL scheme (``FasterAPI.pubsub.backends.BACKENDS``) and imported lazily, so using the memory
+backend never imports redis.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
-from .backends.base import Backend, BackendListener, BackendUnavailable
-from .envelope import InvalidEnvelope, InvalidRoomName, PayloadTooLarge, validate_room
+from .backends import BACKENDS, backend_from_url
+from .backends.base import Backend, BackendListener, PresenceStore
+from .envelope import validate_room
+from .errors import BackendUnavailable, InvalidEnvelope, InvalidRoomName, PayloadTooLarge, PubSubError
+
+if TYPE_CHECKING:
+    from .publisher import Publisher
 
 __all__ = [
     "BACKENDS",
@@ -21,39 +26,16 @@ __all__ = [
     "InvalidEnvelope",
     "InvalidRoomName",
     "PayloadTooLarge",
+    "PresenceStore",
+    "PubSubError",
     "Publisher",
     "backend_from_url",
     "validate_room",
 ]
 
-#: URL scheme -> "module:Class" of the backend that serves it.
-BACKENDS: dict[str, str] = {
-    "memory": "FasterAPI.pubsub.backends.memory:MemoryBackend",
-    "redis": "FasterAPI.pubsub.backends.redis:RedisBackend",
-    "rediss": "FasterAPI.pubsub.backends.redis:RedisBackend",
-}
-
-
-def backend_from_url(url: str, **options: Any) -> Backend:
-    """Build the backend for ``url`` (``memory://``, ``redis://host:6379/0``, ``rediss://...``)."""
-    scheme = urlsplit(url).scheme.lower()
-    target = BACKENDS.get(scheme)
-    if target is None:
-        supported = ", ".join(f"{s}://" for s in sorted(BACKENDS))
-        raise ValueError(f"Unsupported backend URL {url!r}: the scheme must be one of {supported}")
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ImportError(
-            f"The {scheme}:// backend needs an optional dependency: pip install 'fasterapi-hub[redis]' ({error})"
-        ) from error
-    backend_class: type[Backend] = getattr(module, class_name)
-    return backend_class.from_url(url, **options)  # type: ignore[attr-defined,no-any-return]
-
 
 def __getattr__(name: str) -> Any:
-    # Publisher pulls in the hub's encoding; import it only when asked for.
+    # Publisher pulls in the hub's settings; import it only when asked for.
     if name == "Publisher":
         from .publisher import Publisher
 

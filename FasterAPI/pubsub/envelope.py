@@ -1,16 +1,19 @@
 """The wire format between workers: a small versioned msgpack envelope (never pickle).
 
-An envelope is encoded once per publish and decoded once per receiving worker. Anything
-that does not decode into a valid version-1 envelope raises :class:`InvalidEnvelope`, which
-the hub logs, counts and drops.
+An envelope is built once per publish by :func:`prepare`, the one publish step the hub and
+:class:`~FasterAPI.pubsub.publisher.Publisher` share, and decoded once per receiving worker.
+Anything that does not decode into a valid version-1 envelope raises
+:class:`InvalidEnvelope`, which the hub logs, counts and drops.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
+
+from .errors import InvalidEnvelope, InvalidRoomName, PayloadTooLarge
 
 __all__ = [
     "KIND_BINARY",
@@ -24,7 +27,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_payload",
-    "pack",
+    "prepare",
     "room_channel",
     "validate_room",
     "worker_channel",
@@ -40,16 +43,12 @@ MAX_ROOM_NAME_BYTES = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-class InvalidRoomName(ValueError):
-    """A room name is empty, too long or holds control characters."""
+class Identified(Protocol):
+    """Anything with a connection id (a ``WebSocket``)."""
 
-
-class PayloadTooLarge(ValueError):
-    """A broadcast payload is over ``max_message_size``; refused before it reaches the relay."""
-
-
-class InvalidEnvelope(ValueError):
-    """Bytes on a channel are not a valid envelope of a version this worker understands."""
+    @property
+    def id(self) -> str:
+        """The connection's id."""
 
 
 class Envelope(msgspec.Struct, array_like=True, frozen=True):
@@ -118,22 +117,37 @@ def worker_channel(worker_id: str) -> str:
     return "worker:" + worker_id
 
 
-def pack(
+def prepare(
     data: Any,
     *,
-    room: str = "",
-    target: str = "",
-    exclude: str = "",
-    origin: str = "",
+    room: str | None = None,
+    target: str | None = None,
+    exclude: str | Identified | None = None,
+    origin: str,
     max_size: int,
-) -> bytes:
-    """Encode ``data`` once into envelope bytes, refusing payloads over ``max_size``."""
+) -> tuple[str, bytes]:
+    """Check the address, encode ``data`` once, enforce ``max_size`` and wrap it in an envelope.
+
+    Exactly one of ``room`` (a broadcast; ``exclude`` is a connection or its id to skip) and
+    ``target`` (a connection id: a direct send) is given. Returns the logical channel to
+    publish on and the envelope bytes. Raises :class:`InvalidRoomName`, ``ValueError`` for a
+    malformed connection id, ``TypeError`` for data that is not JSON-encodable and
+    :class:`PayloadTooLarge`; nothing has been published then.
+    """
+    if (room is None) == (target is None):
+        raise TypeError("prepare() needs exactly one of room= and target=")
+    if room is not None:
+        channel = room_channel(validate_room(room))
+    else:
+        channel = worker_channel(worker_of(target))  # type: ignore[arg-type]
+    exclude_id = exclude if exclude is None or isinstance(exclude, str) else exclude.id
     kind, payload = encode_payload(data)
     if len(payload) > max_size:
         raise PayloadTooLarge(
             f"Payload of {len(payload)} bytes is over max_message_size ({max_size} bytes); not sent"
         )
-    return _encoder.encode(Envelope(VERSION, kind, payload, room, target, exclude, origin))
+    envelope = Envelope(VERSION, kind, payload, room or "", target or "", exclude_id or "", origin)
+    return channel, _encoder.encode(envelope)
 
 
 def worker_of(connection_id: str) -> str:

@@ -1,9 +1,15 @@
 """The hub: rooms, local fan-out, presence bookkeeping and the relay's health.
 
-It knows nothing of Redis: it speaks to a :class:`~FasterAPI.pubsub.backends.base.Backend`.
-One hub per worker process. A broadcast is packed once by its publisher, published on the
-room's channel, and every worker with local members of the room decodes it once and puts
-one shared message into each member's bounded :class:`~FasterAPI.pubsub.outbox.Outbox`.
+It knows nothing of Redis, nor of the web core: it speaks to a
+:class:`~FasterAPI.pubsub.backends.base.Backend` (the relay) and a
+:class:`~FasterAPI.pubsub.backends.base.PresenceStore`, and to connections through the
+small :class:`Member` interface. One hub per worker process. A broadcast is packed once by
+its publisher (:func:`~FasterAPI.pubsub.envelope.prepare`), published on the room's channel,
+and every worker with local members of the room decodes it once and hands one shared
+:class:`~FasterAPI.pubsub.delivery.Delivery` to each member's sink.
+
+The hub keeps its own record of each connection (its sink and its rooms); a connection is
+known from :meth:`Hub.add` (a WebSocket's accept, or its first join) until :meth:`Hub.discard`.
 
 Presence entries carry a time to live (``presence_ttl``); a living worker refreshes its own
 every third of it, so the entries of a worker that died without cleanup vanish within
@@ -22,29 +28,28 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..config import HubConfig
-from . import backend_from_url
-from .backends.base import Backend, BackendUnavailable, describe_error, wall_clock
+from .backends import backend_from_url
+from .backends.base import Backend, PresenceStore, describe_error, wall_clock
+from .delivery import Delivery, Sink, SinkSettings
 from .envelope import (
     KIND_PING,
     KIND_TEXT,
     VERSION,
     Envelope,
-    InvalidEnvelope,
+    Identified,
     decode,
     encode,
-    pack,
+    prepare,
     room_channel,
     validate_room,
     worker_channel,
-    worker_of,
 )
-from .outbox import Delivery, Outbox, SinkSettings
+from .errors import BackendUnavailable, InvalidEnvelope
 
-if TYPE_CHECKING:
-    from ..websockets import WebSocket
+__all__ = ["Hub", "HubStats", "Member"]
 
 logger = logging.getLogger("fasterapi.hub")
 
@@ -65,20 +70,48 @@ class HubStats:
     backend_outages: int = 0
 
 
+class Member(Protocol):
+    """What the hub needs of a connection (``FasterAPI.WebSocket`` provides it)."""
+
+    @property
+    def id(self) -> str:
+        """The connection id the hub issued (:meth:`Hub.new_connection_id`)."""
+
+    def open_sink(self, settings: SinkSettings) -> Sink:
+        """The sink for this connection's broadcasts, bound by ``settings``."""
+
+
+class _Connection:
+    """The hub's record of one local connection."""
+
+    __slots__ = ("rooms", "sink")
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        #: A tuple: most sockets are in one or two rooms, and a set costs four times the memory.
+        self.rooms: tuple[str, ...] = ()
+
+
 class Hub:
     """Rooms and broadcast for one worker, over any backend."""
 
-    def __init__(self, backend: str | Backend | None = None, **options: Any) -> None:
+    def __init__(
+        self, backend: str | Backend | None = None, *, presence: PresenceStore | None = None, **options: Any
+    ) -> None:
         self.config: HubConfig = HubConfig.load({"backend": backend if isinstance(backend, str) else None, **options})
         self.backend: Backend = backend if isinstance(backend, Backend) else backend_from_url(self.config.backend)
+        store = presence if presence is not None else self.backend.presence
+        if store is None:
+            raise TypeError(f"{type(self.backend).__name__} keeps no presence: pass presence= a PresenceStore")
+        self.presence: PresenceStore = store
         self._worker_id = secrets.token_hex(6)
         self._worker_pid = os.getpid()
         self.stats = HubStats()
-        self._sink_settings = SinkSettings(self.config.send_queue_size, self.config.overflow, self.stats)
-        #: room -> {connection id: socket}, local members only.
-        self.rooms: dict[str, dict[str, WebSocket]] = {}
-        #: connection id -> socket, for every local socket that has an id.
-        self.connections: dict[str, WebSocket] = {}
+        self._sink_settings = SinkSettings(self.config.send_queue_size, self.config.overflow, self.stats, self.discard)
+        #: room -> {connection id: sink}, local members only.
+        self.rooms: dict[str, dict[str, Sink]] = {}
+        #: connection id -> the hub's record, for every local connection it knows.
+        self.connections: dict[str, _Connection] = {}
         self.reconnect_hooks: list[ReconnectHook] = []
         self.relay_ok = False
         self.last_relay_ok: float | None = None
@@ -101,6 +134,10 @@ class Hub:
             self._worker_id = secrets.token_hex(6)
             self._worker_pid = os.getpid()
         return self._worker_id
+
+    def new_connection_id(self) -> str:
+        """A connection id unique across every worker sharing the backend: ``"<worker>.<n>"``."""
+        return f"{self.worker_id}.{next(self._ids)}"
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -153,33 +190,33 @@ class Hub:
 
     # -- connections and rooms -----------------------------------------------------------
 
-    def register(self, ws: WebSocket) -> str:
-        """Give ``ws`` a cluster-unique id and a sink for broadcasts; returns the id.
+    def add(self, member: Member) -> None:
+        """Know ``member`` from now on: direct sends (``send_to(member.id)``) reach it. Idempotent.
 
-        Under our server protocol the sink is the connection itself (frame-once writes to
-        its transport); under any other server it is an ASGI :class:`Outbox`.
+        Call it once the connection is open: its sink is opened here.
         """
-        connection_id = f"{self.worker_id}.{next(self._ids)}"
-        ws._id = connection_id
-        direct = ws.scope.get("extensions", {}).get("fasterapi.direct")
-        sink = None if direct is None else direct.direct_sink(self._sink_settings)
-        if sink is None:
-            sink = Outbox(ws, self._sink_settings, evict=self.discard)
-        ws.outbox = sink
-        self.connections[connection_id] = ws
-        return connection_id
+        if member.id not in self.connections:
+            self.connections[member.id] = _Connection(member.open_sink(self._sink_settings))
 
-    async def join(self, ws: WebSocket, room: str) -> None:
+    def rooms_of(self, connection_id: str) -> tuple[str, ...]:
+        """The rooms a local connection is in (empty for one the hub does not know)."""
+        record = self.connections.get(connection_id)
+        return () if record is None else record.rooms
+
+    async def join(self, member: Member, room: str) -> None:
+        """Put ``member`` in ``room``; returns once broadcasts to it reach the member."""
         validate_room(room)
         await self.ensure_started()
-        connection_id = ws.id
-        if room in ws.rooms:
+        connection_id = member.id
+        self.add(member)
+        record = self.connections[connection_id]
+        if room in record.rooms:
             return
-        ws.rooms = (*ws.rooms, room)
+        record.rooms = (*record.rooms, room)
         members = self.rooms.get(room)
         if members is None:
             members = self.rooms[room] = {}
-            members[connection_id] = ws
+            members[connection_id] = record.sink
             try:
                 async with self._subscription_lock:
                     # Still wanted? A leave may have emptied the room while we waited.
@@ -187,35 +224,35 @@ class Hub:
                         await self.backend.subscribe(room_channel(room))
             except BaseException:
                 # Leave no phantom room behind a failed join.
-                ws.rooms = tuple(r for r in ws.rooms if r != room)
+                record.rooms = tuple(r for r in record.rooms if r != room)
                 members.pop(connection_id, None)
                 if not members and self.rooms.get(room) is members:
                     del self.rooms[room]
                 raise
         else:
-            members[connection_id] = ws
+            members[connection_id] = record.sink
             # Wait for a subscription another join started, so that a broadcast sent after
             # this join returns is received.
             async with self._subscription_lock:
                 pass
-        await self._presence_call(self.backend.presence_add(room, [connection_id], self.config.presence_ttl))
+        await self._presence_call(self.presence.add(room, [connection_id], self.config.presence_ttl))
 
-    async def leave(self, ws: WebSocket, room: str) -> None:
+    async def leave(self, connection_id: str, room: str) -> None:
+        """Take a connection out of ``room``. Leaving a room not joined is a no-op."""
         validate_room(room)
-        if room not in ws.rooms:
+        record = self.connections.get(connection_id)
+        if record is None or room not in record.rooms:
             return
-        ws.rooms = tuple(r for r in ws.rooms if r != room)
-        await self._forget(ws.id, room)
+        record.rooms = tuple(r for r in record.rooms if r != room)
+        await self._forget(connection_id, room)
 
-    async def discard(self, ws: WebSocket) -> None:
-        """The socket ended: leave every room, drop its queue. Never raises."""
-        if ws.outbox is not None:
-            ws.outbox.close()
-        connection_id = ws._id
-        if connection_id is None:
+    async def discard(self, connection_id: str) -> None:
+        """The connection ended: close its sink, leave every room. Never raises."""
+        record = self.connections.pop(connection_id, None)
+        if record is None:
             return
-        self.connections.pop(connection_id, None)
-        rooms, ws.rooms = ws.rooms, ()
+        record.sink.close()
+        rooms, record.rooms = record.rooms, ()
         for room in rooms:
             try:
                 await self._forget(connection_id, room)
@@ -231,7 +268,7 @@ class Hub:
                 async with self._subscription_lock:
                     if room not in self.rooms:
                         await self.backend.unsubscribe(room_channel(room))
-        await self._presence_call(self.backend.presence_remove(room, [connection_id]))
+        await self._presence_call(self.presence.remove(room, [connection_id]))
 
     async def _presence_call(self, call: Coroutine[Any, Any, None]) -> None:
         try:
@@ -242,28 +279,22 @@ class Hub:
 
     # -- publishing ----------------------------------------------------------------------
 
-    async def broadcast(self, room: str, data: Any, *, exclude: WebSocket | str | None = None) -> None:
+    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> None:
         """Publish ``data`` to ``room`` on every worker. Raises BackendUnavailable when down."""
-        validate_room(room)
-        if exclude is None:
-            exclude_id = ""
-        elif isinstance(exclude, str):
-            exclude_id = exclude
-        else:
-            exclude_id = exclude.id
-        message = pack(
-            data, room=room, exclude=exclude_id, origin=self.worker_id, max_size=self.config.max_message_size
+        channel, message = prepare(
+            data, room=room, exclude=exclude, origin=self.worker_id, max_size=self.config.max_message_size
         )
         await self.ensure_started()
-        await self.backend.publish(room_channel(room), message)
+        await self.backend.publish(channel, message)
         self.stats.published += 1
 
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Publish ``data`` to one connection, on whichever worker holds it."""
-        worker = worker_of(connection_id)
-        message = pack(data, target=connection_id, origin=self.worker_id, max_size=self.config.max_message_size)
+        channel, message = prepare(
+            data, target=connection_id, origin=self.worker_id, max_size=self.config.max_message_size
+        )
         await self.ensure_started()
-        await self.backend.publish(worker_channel(worker), message)
+        await self.backend.publish(channel, message)
         self.stats.published += 1
 
     # -- presence ------------------------------------------------------------------------
@@ -271,12 +302,12 @@ class Hub:
     async def room_size(self, room: str) -> int:
         validate_room(room)
         await self.ensure_started()
-        return await self.backend.presence_count(room)
+        return await self.presence.count(room)
 
     async def room_members(self, room: str) -> list[str]:
         validate_room(room)
         await self.ensure_started()
-        return await self.backend.presence_members(room)
+        return await self.presence.members(room)
 
     async def _keep_presence(self) -> None:
         interval = self.config.presence_ttl / 3
@@ -295,7 +326,7 @@ class Hub:
             if not members:
                 continue
             try:
-                await self.backend.presence_add(room, list(members), ttl)
+                await self.presence.add(room, list(members), ttl)
             except BackendUnavailable:
                 raise
             except Exception:
@@ -305,7 +336,7 @@ class Hub:
     async def _remove_all_presence(self) -> None:
         for room, members in list(self.rooms.items()):
             if members:
-                await self.backend.presence_remove(room, list(members))
+                await self.presence.remove(room, list(members))
 
     # -- the relay's health --------------------------------------------------------------
 
@@ -363,17 +394,17 @@ class Hub:
             return
         delivery = Delivery(envelope.payload, envelope.kind != KIND_TEXT)
         if envelope.target:
-            ws = self.connections.get(envelope.target)
-            if ws is not None and ws.outbox is not None:
-                ws.outbox.deliver(delivery)
+            record = self.connections.get(envelope.target)
+            if record is not None:
+                record.sink.deliver(delivery)
             return
         members = self.rooms.get(envelope.room)
         if not members:
             return
         exclude = envelope.exclude
-        for connection_id, ws in members.items():
+        for connection_id, sink in members.items():
             if connection_id != exclude:
-                ws.outbox.deliver(delivery)  # type: ignore[union-attr]
+                sink.deliver(delivery)
 
     def on_connection_lost(self, error: BaseException | None) -> None:
         self.stats.backend_outages += 1

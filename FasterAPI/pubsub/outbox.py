@@ -1,16 +1,9 @@
-"""Delivery of one broadcast to one connection, and the bounded queue behind it.
+"""The ASGI sink: a connection's broadcasts through the app's ``send``, on any server.
 
-The hub decodes each message once per worker into a :class:`Delivery`, which builds what a
-connection needs lazily and only once for all of them: the ASGI message, or the RFC 6455
-frame (plain or deflated) that our server protocol writes straight to each transport.
-
-:class:`Outbox` is the plain ASGI path (any server): each message is sent at once, on the
-hub's stack, while the server's send completes without waiting; a send that has to wait for
-the transport continues on a task of its own, with a bounded queue behind it, so a client
-that stops reading only fills its own queue and never delays the others. When the queue is
-full the policy decides: close the socket with 1013 (the default) or drop the oldest queued
-message. Both are counted. The frame-once path, ``FasterAPI.server.protocol``, keeps the
-same bound and policy on the transport itself.
+Each message is sent at once, on the hub's stack, while the server's send completes without
+waiting; a send that has to wait for the transport continues on a task of its own, with a
+bounded queue behind it, so a client that stops reading only fills its own queue and never
+delays the others. A full queue is :meth:`SinkSettings.overflow`'s to decide.
 """
 
 from __future__ import annotations
@@ -18,106 +11,49 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any, Protocol
 
-from ..config import Overflow
-from ..server.frames import OP_BINARY, OP_TEXT, deflate, frame
-from ..types import Message
-from ..websockets import WebSocket, WebSocketState
+from ..status import WS_1013_TRY_AGAIN_LATER
+from ..types import Message, Send, WebSocketState
+from .delivery import Delivery, Sink, SinkSettings
 
-if TYPE_CHECKING:
-    from .hub import HubStats
+__all__ = ["AsgiConnection", "Outbox"]
 
 logger = logging.getLogger("fasterapi.hub")
 
-CLOSE_TRY_AGAIN_LATER = 1013
 #: How long the ASGI path waits for the 1013 close to be written (it waits behind a full buffer).
 CLOSE_WAIT = 5.0
 
 
-class Delivery:
-    """One broadcast as every local member may need it, each form built at most once."""
-
-    __slots__ = ("_deflated", "_frame", "_message", "binary", "payload")
-
-    def __init__(self, payload: bytes, binary: bool) -> None:
-        self.payload = payload
-        self.binary = binary
-        self._message: Message | None = None
-        self._frame: bytes | None = None
-        self._deflated: dict[int, bytes] | None = None
+class AsgiConnection(Protocol):
+    """What an :class:`Outbox` needs of its connection (``FasterAPI.WebSocket`` provides it)."""
 
     @property
-    def message(self) -> Message:
-        """The ASGI ``websocket.send`` message (shared: servers do not mutate it)."""
-        if self._message is None:
-            if self.binary:
-                self._message = {"type": "websocket.send", "bytes": self.payload}
-            else:
-                self._message = {"type": "websocket.send", "text": self.payload.decode("utf-8")}
-        return self._message
+    def id(self) -> str:
+        """The connection's id, for eviction and log lines."""
 
     @property
-    def frame(self) -> bytes:
-        """The complete unmasked frame."""
-        if self._frame is None:
-            self._frame = frame(OP_BINARY if self.binary else OP_TEXT, self.payload)
-        return self._frame
+    def application_state(self) -> WebSocketState:
+        """The app's side of the connection: messages may be sent while it is CONNECTED."""
 
-    def deflated_frame(self, window_bits: int) -> bytes:
-        """The frame compressed for permessage-deflate without server context takeover."""
-        if self._deflated is None:
-            self._deflated = {}
-        data = self._deflated.get(window_bits)
-        if data is None:
-            opcode = OP_BINARY if self.binary else OP_TEXT
-            data = self._deflated[window_bits] = frame(
-                opcode, deflate(self.payload, window_bits), compressed=True
-            )
-        return data
+    async def close(self, code: int = ..., reason: str | None = ...) -> None:
+        """Close the connection through the state machine."""
 
 
-class Sink(Protocol):
-    """Where the hub delivers a connection's broadcasts: an :class:`Outbox`, or our protocol."""
+class Outbox(Sink):
+    """Messages waiting to be sent to one WebSocket through ASGI, at most ``settings.limit`` of them.
 
-    def deliver(self, delivery: Delivery) -> None:
-        """Send (or queue) ``delivery``; never blocks, never raises."""
-
-    def close(self) -> None:
-        """Accept nothing more."""
-
-    @property
-    def pending(self) -> int:
-        """Broadcasts accepted for this connection and not yet handed to its transport."""
-
-
-class SinkSettings:
-    """A hub's bound per connection, its overflow policy and its counters.
-
-    One object that every connection's sink of that hub shares, instead of three references each.
+    ``send`` is the connection's raw ASGI send: the outbox checks the app's state itself,
+    and a hub delivery must not raise into anyone's handler.
     """
 
-    __slots__ = ("limit", "policy", "stats")
+    __slots__ = ("_drain_task", "closed", "connection", "queue", "send", "settings")
 
-    def __init__(self, limit: int, policy: Overflow, stats: HubStats) -> None:
-        self.limit = limit
-        self.policy = policy
-        self.stats = stats
-
-
-class Outbox:
-    """Messages waiting to be sent to one WebSocket through ASGI, at most ``settings.limit`` of them."""
-
-    __slots__ = ("_drain_task", "closed", "evict", "queue", "settings", "ws")
-
-    def __init__(
-        self, ws: WebSocket, settings: SinkSettings, evict: Callable[[WebSocket], Awaitable[None]] | None = None
-    ) -> None:
-        self.ws = ws
+    def __init__(self, connection: AsgiConnection, send: Send, settings: SinkSettings) -> None:
+        self.connection = connection
+        self.send = send
         self.settings = settings
-        #: Called on overflow to take the connection out of its rooms and presence at once.
-        self.evict = evict
         #: Made on the first message and dropped once drained: an empty deque is 760 bytes,
         #: and most sockets are idle between broadcasts.
         self.queue: collections.deque[Message] | None = None
@@ -131,6 +67,10 @@ class Outbox:
     def pending(self) -> int:
         return len(self.queue or ())
 
+    @property
+    def label(self) -> str:
+        return f"Connection {self.connection.id}"
+
     def put(self, message: Message) -> None:
         """Send or queue ``message``; never blocks, never raises."""
         if self.closed:
@@ -141,13 +81,8 @@ class Outbox:
                 self._send_now(message)
                 return
             queue = self.queue = collections.deque()
-        elif len(queue) >= self.settings.limit:
-            if self.settings.policy is Overflow.DROP_OLDEST:
-                queue.popleft()
-                self.settings.stats.dropped += 1
-            else:
-                self._overflow_close()
-                return
+        elif len(queue) >= self.settings.limit and not self.settings.overflow(self):
+            return
         queue.append(message)
         if self._drain_task is None:
             self._drain_task = asyncio.get_running_loop().create_task(self._drain(None))
@@ -158,13 +93,10 @@ class Outbox:
         A server's send returns without suspending unless the socket's write buffer is full,
         so an idle connection costs no task (and no objects that live through a fan-out).
         """
-        ws = self.ws
-        if ws.application_state is not WebSocketState.CONNECTED:
+        if self.connection.application_state is not WebSocketState.CONNECTED:
             self.close()
             return
-        # The raw ASGI send: the state machine was checked just above, and a hub delivery
-        # must not raise into anyone's handler.
-        send = ws._send(message)
+        send = self.send(message)
         unfinished: Awaitable[None] = send
         if isinstance(send, Coroutine):  # any other awaitable is awaited on the task
             try:
@@ -180,17 +112,17 @@ class Outbox:
         self._drain_task = asyncio.get_running_loop().create_task(self._drain(unfinished))
 
     async def _drain(self, unfinished: Awaitable[None] | None) -> None:
-        ws = self.ws
+        connection = self.connection
         stats = self.settings.stats
         try:
             if unfinished is not None:
                 await unfinished
                 stats.delivered += 1
             while not self.closed and self.queue:
-                if ws.application_state is not WebSocketState.CONNECTED:
+                if connection.application_state is not WebSocketState.CONNECTED:
                     self.close()
                     return
-                await ws._send(self.queue.popleft())
+                await self.send(self.queue.popleft())
                 stats.delivered += 1
         except Exception as error:
             self._stopped_by(error)
@@ -203,33 +135,30 @@ class Outbox:
         if isinstance(error, RuntimeError):
             # The server closed the socket itself (keepalive timeout) between our check and
             # the send: a disconnect like any other, not a failure worth a traceback.
-            logger.debug("Delivery to %s stopped: %s", self.ws.id, error)
+            logger.debug("Delivery to %s stopped: %s", self.connection.id, error)
         elif not isinstance(error, OSError):  # OSError: the client is gone; its handler sees it
-            logger.error("Delivery to connection %s failed", self.ws.id, exc_info=error)
+            logger.error("Delivery to connection %s failed", self.connection.id, exc_info=error)
         self.close()
 
-    def _overflow_close(self) -> None:
-        stats = self.settings.stats
-        stats.slow_consumer_closes += 1
-        stats.dropped += len(self.queue or ()) + 1
-        logger.warning(
-            "Connection %s fell %d messages behind; closing it with %d",
-            self.ws.id,
-            self.settings.limit,
-            CLOSE_TRY_AGAIN_LATER,
-        )
+    def drop_oldest(self) -> None:
+        if self.queue:
+            self.queue.popleft()
+
+    def close_for_overflow(self) -> None:
         self.close()
         asyncio.get_running_loop().create_task(self._close_socket())
 
     async def _close_socket(self) -> None:
-        if self.evict is not None:
+        evict = self.settings.evict
+        if evict is not None:
             # The hub forgets the connection now: a stuck client is no member and no presence.
-            await self.evict(self.ws)
-        if self.ws.application_state is WebSocketState.CONNECTED:
+            await evict(self.connection.id)
+        if self.connection.application_state is WebSocketState.CONNECTED:
             # Through plain ASGI the close frame waits behind the client's full buffer, and
             # the transport cannot be aborted from here; our server protocol aborts it.
             try:
-                await asyncio.wait_for(self.ws.close(CLOSE_TRY_AGAIN_LATER, "send queue overflow"), CLOSE_WAIT)
+                closing = self.connection.close(WS_1013_TRY_AGAIN_LATER, "send queue overflow")
+                await asyncio.wait_for(closing, CLOSE_WAIT)
             except Exception:
                 pass
 

@@ -23,13 +23,16 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ..config import HubConfig
-from . import backend_from_url
+from .backends import backend_from_url
 from .backends.base import Backend
-from .envelope import pack, room_channel, validate_room, worker_channel, worker_of
+from .envelope import Identified, prepare
 
 T = TypeVar("T")
 
 __all__ = ["Publisher"]
+
+#: The ``origin`` of a Publisher's envelopes (a hub's is its worker id).
+PUBLISHER_ORIGIN = "publisher"
 
 
 class _Deaf:
@@ -84,23 +87,30 @@ class Publisher:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def broadcast(self, room: str, data: Any, *, exclude: str | None = None) -> None:
-        """Send ``data`` to every member of ``room``; raises BackendUnavailable when down."""
-        validate_room(room)
-        message = pack(data, room=room, exclude=exclude or "", origin="publisher", max_size=self.max_message_size)
+    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> None:
+        """Send ``data`` to every member of ``room`` but ``exclude`` (a connection or its id).
+
+        Raises BackendUnavailable when the backend is down, as ``app.broadcast`` does.
+        """
+        channel, message = prepare(
+            data, room=room, exclude=exclude, origin=PUBLISHER_ORIGIN, max_size=self.max_message_size
+        )
         await self.start()
-        await self.backend.publish(room_channel(room), message)
+        await self.backend.publish(channel, message)
 
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Send ``data`` to one connection (a ``ws.id``) wherever it lives."""
-        worker = worker_of(connection_id)
-        message = pack(data, target=connection_id, origin="publisher", max_size=self.max_message_size)
+        channel, message = prepare(
+            data, target=connection_id, origin=PUBLISHER_ORIGIN, max_size=self.max_message_size
+        )
         await self.start()
-        await self.backend.publish(worker_channel(worker), message)
+        await self.backend.publish(channel, message)
 
     # -- sync ----------------------------------------------------------------------------
 
-    def broadcast_sync(self, room: str, data: Any, *, exclude: str | None = None, timeout: float = 10.0) -> None:
+    def broadcast_sync(
+        self, room: str, data: Any, *, exclude: Identified | str | None = None, timeout: float = 10.0
+    ) -> None:
         """Blocking :meth:`broadcast`, for code without an event loop."""
         self._run(self.broadcast(room, data, exclude=exclude), timeout)
 

@@ -7,8 +7,10 @@ message is compressed on its own (RFC 7692), so one compressed frame also serves
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
+from collections.abc import Callable
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -37,3 +39,18 @@ def deflate(payload: bytes, window_bits: int, mem_level: int = 5) -> bytes:
     data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
     # RFC 7692 7.2.1: drop the 0x00 0x00 0xff 0xff that ends a sync flush.
     return data[:-4] if data.endswith(_SYNC_FLUSH_TAIL) else data
+
+
+def plain_frame(payload: bytes, binary: bool) -> bytes:
+    """The :data:`~FasterAPI.pubsub.delivery.Encoder` of an uncompressed broadcast frame."""
+    return frame(OP_BINARY if binary else OP_TEXT, payload)
+
+
+@functools.cache
+def deflated_frame(window_bits: int) -> Callable[[bytes, bool], bytes]:
+    """The encoder of a permessage-deflate frame without context takeover (one object per size)."""
+
+    def encode(payload: bytes, binary: bool) -> bytes:
+        return frame(OP_BINARY if binary else OP_TEXT, deflate(payload, window_bits), compressed=True)
+
+    return encode

@@ -1,7 +1,8 @@
 """``FasterWebSocketProtocol``: uvicorn's websockets-sansio protocol with frame-once writes.
 
-The hub hands every local member of a room the same :class:`~FasterAPI.pubsub.outbox.Delivery`;
-this protocol writes its prebuilt frame straight to the transport, instead of one ASGI
+The hub hands every local member of a room the same :class:`~FasterAPI.pubsub.delivery.Delivery`;
+as the connection's :class:`~FasterAPI.pubsub.delivery.ServerSink`, this protocol writes its
+frame (built once per broadcast by :mod:`.frames`) straight to the transport, instead of one ASGI
 ``send`` (and one frame encoding) per socket. Frames for one connection that arrive in one
 event-loop iteration (a burst read from Redis in one wake-up) go out in one ``write``.
 
@@ -9,8 +10,8 @@ Guarantees kept from the ASGI path:
 
 - A bounded buffer per connection: while the transport is paused (its write buffer is over
   the high-water mark), frames wait in a backlog of at most ``send_queue_size`` broadcasts;
-  on overflow the connection is closed with 1013 and its transport aborted shortly after,
-  or its oldest broadcast is dropped (``overflow="drop_oldest"``). Both are counted.
+  a full one goes to the hub's one overflow policy: close with 1013 (the transport is
+  aborted shortly after) or drop the oldest broadcast. Both are counted.
 - Order: the app's own ASGI sends go through the same queue, so frames and sends keep the
   order in which they were made.
 - Nothing is written after a close frame or on a closing transport.
@@ -32,18 +33,16 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
-from ..config import Overflow
+from ..pubsub.delivery import SINK_EXTENSION, Delivery, Encoder, ServerSink, SinkSettings
+from ..status import WS_1001_GOING_AWAY, WS_1013_TRY_AGAIN_LATER
+from .frames import deflated_frame, plain_frame
 from .waiting import MessageQueue, WaitFlag
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
 
-    from ..pubsub.outbox import Delivery, SinkSettings
-
 logger = logging.getLogger("fasterapi.server")
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_TRY_AGAIN_LATER = 1013
 #: How long a connection closed for overflow may take to answer before it is aborted.
 OVERFLOW_ABORT_AFTER = 5.0
 #: Window bits of our permessage-deflate (uvicorn's choice too).
@@ -119,8 +118,8 @@ def _release_handshake_request(conn: ServerProtocol) -> None:
         outer.close()
 
 
-class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sansio WebSocket protocol, plus a direct path for hub broadcasts."""
+class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
+    """uvicorn's sansio WebSocket protocol, and the hub's sink for its connection."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,8 +148,9 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
     _backlog: collections.deque[tuple[bytes, bool]] | None = None
     _backlog_broadcasts = 0
     _closing = False
-    _sink: SinkSettings | None = None
-    _deflate_bits: int | None = None
+    _settings: SinkSettings | None = None
+    #: How this connection's broadcasts are framed (shared by every connection of that shape).
+    _encoder: Encoder = staticmethod(plain_frame)
 
     # -- registration with the hub -------------------------------------------------------
 
@@ -161,18 +161,18 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
         self.request = None  # type: ignore[assignment]
         scope = getattr(self, "scope", None)
         if scope is not None and not self.close_sent:
-            scope["extensions"]["fasterapi.direct"] = self
+            scope["extensions"][SINK_EXTENSION] = self
 
-    def direct_sink(self, settings: SinkSettings) -> FasterWebSocketProtocol | None:
-        """Serve as the hub's sink for this connection, or None to use the ASGI path."""
+    def attach(self, settings: SinkSettings) -> bool:
+        """Serve as the hub's sink for this connection; False leaves it to the ASGI path."""
         if not self.handshake_complete or self.close_sent:
-            return None
+            return False
         for extension in self.conn.extensions:
             if not isinstance(extension, PerMessageDeflate) or not extension.local_no_context_takeover:
-                return None  # a shape one shared frame cannot serve
-            self._deflate_bits = extension.local_max_window_bits or 15
-        self._sink = settings
-        return self
+                return False  # a shape one shared frame cannot serve
+            self._encoder = deflated_frame(extension.local_max_window_bits or 15)
+        self._settings = settings
+        return True
 
     # -- the hub's side ------------------------------------------------------------------
 
@@ -180,20 +180,13 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
         """Write (or queue) one broadcast; never blocks, never raises."""
         if self._closing or self.close_sent:
             return
-        bits = self._deflate_bits
-        data = delivery.frame if bits is None else delivery.deflated_frame(bits)
-        sink = self._sink
-        assert sink is not None
-        stats = sink.stats
+        data = delivery.encoded(self._encoder)
+        settings = self._settings
+        assert settings is not None
         backlog = self._backlog
         if backlog is not None:
-            if self._backlog_broadcasts >= sink.limit:
-                if sink.policy is Overflow.DROP_OLDEST:
-                    self._drop_oldest_broadcast(backlog)
-                    stats.dropped += 1
-                else:
-                    self._overflow_close()
-                    return
+            if self._backlog_broadcasts >= settings.limit and not settings.overflow(self):
+                return
             backlog.append((data, True))
             self._backlog_broadcasts += 1
         else:
@@ -205,7 +198,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
                 self._batch = [batch, data]
             else:
                 batch.append(data)
-        stats.delivered += 1
+        settings.stats.delivered += 1
 
     def close(self) -> None:
         """The hub forgets this connection: write nothing more for it."""
@@ -221,29 +214,31 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
         """Broadcasts batched for this iteration's write or held while the transport is paused."""
         return self._batched() + self._backlog_broadcasts
 
+    @property
+    def label(self) -> str:
+        host, port = self.client or ("?", 0)
+        return f"WebSocket client {host}:{port}"
+
     def _batched(self) -> int:
         batch = self._batch
         return 0 if batch is None else 1 if isinstance(batch, bytes) else len(batch)
 
-    def _drop_oldest_broadcast(self, backlog: collections.deque[tuple[bytes, bool]]) -> None:
+    def drop_oldest(self) -> None:
+        """Drop the oldest broadcast held while paused (the app's own sends stay)."""
+        backlog = self._backlog
+        if backlog is None:
+            return
         for index, (_, is_broadcast) in enumerate(backlog):
             if is_broadcast:
                 del backlog[index]
                 self._backlog_broadcasts -= 1
                 return
 
-    def _overflow_close(self) -> None:
-        sink = self._sink
-        assert sink is not None
-        sink.stats.slow_consumer_closes += 1
-        sink.stats.dropped += self._backlog_broadcasts + self._batched() + 1
-        logger.warning(
-            "%s fell %d broadcasts behind; closing it with %d", self.client, sink.limit, CLOSE_TRY_AGAIN_LATER
-        )
+    def close_for_overflow(self) -> None:
         self._batch = None
         self._backlog = None
         self._backlog_broadcasts = 0
-        self._send_close(CLOSE_TRY_AGAIN_LATER, "send queue overflow", abort_after=OVERFLOW_ABORT_AFTER)
+        self._send_close(WS_1013_TRY_AGAIN_LATER, "send queue overflow", abort_after=OVERFLOW_ABORT_AFTER)
 
     def _send_close(self, code: int, reason: str, *, abort_after: float) -> None:
         """Write a close frame past any backlog, tell the app, and end the transport soon."""
@@ -334,14 +329,14 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol):
             backlog, self._backlog = self._backlog, None
             if backlog:
                 self.transport.write(b"".join(data for data, _ in backlog))
-            self._send_close(CLOSE_GOING_AWAY, "server shutting down", abort_after=self.close_timeout)
+            self._send_close(WS_1001_GOING_AWAY, "server shutting down", abort_after=self.close_timeout)
 
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and not self.transport.is_closing():
             # uvicorn says 1012 (service restart); a scaled-out client should go elsewhere.
             self.stop_keepalive()
-            self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_GOING_AWAY})
-            self.conn.send_close(CLOSE_GOING_AWAY, "server shutting down")
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": WS_1001_GOING_AWAY})
+            self.conn.send_close(WS_1001_GOING_AWAY, "server shutting down")
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_sent = True
             self.transport.close()

@@ -43,5 +43,5 @@ async def worker() -> dict[str, object]:
         "worker_id": app.hub.worker_id,
         "relay_ok": await app.hub.check_relay(),
         # How broadcasts reach this worker's sockets: "Outbox" (ASGI) or our protocol (frame-once).
-        "sinks": sorted({type(ws.outbox).__name__ for ws in app.hub.connections.values()}),
+        "sinks": sorted({type(connection.sink).__name__ for connection in app.hub.connections.values()}),
     }

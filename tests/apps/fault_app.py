@@ -43,7 +43,8 @@ def rss_kb() -> int:
 def worker_status() -> dict[str, Any]:
     """Everything the tests look at in one worker."""
     hub = app.hub
-    queues = [ws.outbox.pending for ws in hub.connections.values() if ws.outbox is not None]
+    sinks = [connection.sink for connection in hub.connections.values()]
+    queues = [sink.pending for sink in sinks]
     return {
         "type": "status",
         "pid": os.getpid(),
@@ -54,7 +55,7 @@ def worker_status() -> dict[str, Any]:
         "subscribed": sorted(getattr(hub.backend, "subscribed_channels", ())),
         "connections": len(hub.connections),
         "max_queue": max(queues, default=0),
-        "sinks": sorted({type(ws.outbox).__name__ for ws in hub.connections.values() if ws.outbox is not None}),
+        "sinks": sorted({type(sink).__name__ for sink in sinks}),
         "hook_runs": hook["runs"],
         "hook_done": hook["done"],
         "stats": dataclasses.asdict(hub.stats),

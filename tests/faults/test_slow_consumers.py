@@ -181,6 +181,8 @@ def read_until_end(ws: RawWebSocket) -> int:
     hello_seen = False
     while True:
         opcode, payload = ws.recv_frame()
+        if opcode in (0x9, 0xA):
+            continue  # the server's keepalive ping (a long run outlasts its interval)
         assert opcode == 0x1, (opcode, payload[:50])
         if not hello_seen:
             hello_seen = payload.startswith(b"{")

@@ -18,7 +18,7 @@ import pytest
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeAsyncRedisConnection
 
-from FasterAPI.pubsub.backends.base import Backend, BackendUnavailable
+from FasterAPI.pubsub.backends.base import Backend, BackendUnavailable, PresenceStore
 from FasterAPI.pubsub.backends.memory import MemoryBackend
 from FasterAPI.pubsub.backends.redis import RedisBackend
 
@@ -149,6 +149,12 @@ async def started(backend: Backend, listener: RecordingListener) -> AsyncIterato
         yield backend
     finally:
         await backend.stop()
+
+
+def presence(backend: Backend) -> PresenceStore:
+    """The store the backend brings (each backend under test brings one)."""
+    assert isinstance(backend.presence, PresenceStore), f"{type(backend).__name__} brings no presence store"
+    return backend.presence
 
 
 async def settle(backend: Backend, listener: RecordingListener, channel: str = "marker") -> None:
@@ -323,23 +329,24 @@ def test_presence_add_members_count_remove(make_backend: BackendFactory) -> None
     async def main() -> None:
         listener = RecordingListener()
         async with started(make_backend(), listener) as backend:
-            assert await backend.presence_members("lobby") == []
-            assert await backend.presence_count("lobby") == 0
-            await backend.presence_add("lobby", ["c1", "c2"], ttl=30)
-            await backend.presence_add("lobby", iter(["c3"]), ttl=30)
-            await backend.presence_add("lobby", ["c1"], ttl=30)  # refresh, not a duplicate
-            await backend.presence_add("other", ["x"], ttl=30)
-            assert sorted(await backend.presence_members("lobby")) == ["c1", "c2", "c3"]
-            assert await backend.presence_count("lobby") == 3
-            await backend.presence_remove("lobby", ["c2", "not-there"])
-            assert sorted(await backend.presence_members("lobby")) == ["c1", "c3"]
-            assert await backend.presence_count("lobby") == 2
-            await backend.presence_remove("lobby", ["c1", "c3"])
-            await backend.presence_remove("empty-room", ["c1"])
-            await backend.presence_add("lobby", [], ttl=30)
-            assert await backend.presence_members("lobby") == []
-            assert await backend.presence_count("lobby") == 0
-            assert await backend.presence_members("other") == ["x"]
+            store = presence(backend)
+            assert await store.members("lobby") == []
+            assert await store.count("lobby") == 0
+            await store.add("lobby", ["c1", "c2"], ttl=30)
+            await store.add("lobby", iter(["c3"]), ttl=30)
+            await store.add("lobby", ["c1"], ttl=30)  # refresh, not a duplicate
+            await store.add("other", ["x"], ttl=30)
+            assert sorted(await store.members("lobby")) == ["c1", "c2", "c3"]
+            assert await store.count("lobby") == 3
+            await store.remove("lobby", ["c2", "not-there"])
+            assert sorted(await store.members("lobby")) == ["c1", "c3"]
+            assert await store.count("lobby") == 2
+            await store.remove("lobby", ["c1", "c3"])
+            await store.remove("empty-room", ["c1"])
+            await store.add("lobby", [], ttl=30)
+            assert await store.members("lobby") == []
+            assert await store.count("lobby") == 0
+            assert await store.members("other") == ["x"]
 
     run(main())
 
@@ -348,25 +355,26 @@ def test_presence_entries_expire(make_backend: BackendFactory) -> None:
     async def main() -> None:
         listener = RecordingListener()
         async with started(make_backend(), listener) as backend:
-            await backend.presence_add("room", ["short"], ttl=0.2)
-            await backend.presence_add("room", ["long"], ttl=30)
-            await backend.presence_add("room", ["refreshed"], ttl=0.2)
-            await backend.presence_add("room", ["refreshed"], ttl=30)
-            assert await backend.presence_count("room") == 3
+            store = presence(backend)
+            await store.add("room", ["short"], ttl=0.2)
+            await store.add("room", ["long"], ttl=30)
+            await store.add("room", ["refreshed"], ttl=0.2)
+            await store.add("room", ["refreshed"], ttl=30)
+            assert await store.count("room") == 3
 
             async def expired() -> bool:
-                return await backend.presence_count("room") == 2
+                return await store.count("room") == 2
 
             await poll_until(expired, "the short entry to expire", timeout=5)
-            assert sorted(await backend.presence_members("room")) == ["long", "refreshed"]
+            assert sorted(await store.members("room")) == ["long", "refreshed"]
 
-            await backend.presence_add("gone", ["a", "b"], ttl=0.2)
+            await store.add("gone", ["a", "b"], ttl=0.2)
 
             async def room_empty() -> bool:
-                return await backend.presence_members("gone") == []
+                return await store.members("gone") == []
 
             await poll_until(room_empty, "the whole room to expire", timeout=5)
-            assert await backend.presence_count("gone") == 0
+            assert await store.count("gone") == 0
 
     run(main())
 
@@ -374,17 +382,18 @@ def test_presence_entries_expire(make_backend: BackendFactory) -> None:
 def test_operations_before_start_raise_unavailable(make_backend: BackendFactory) -> None:
     async def main() -> None:
         backend = make_backend()
+        store = presence(backend)
         assert not backend.available
         with pytest.raises(BackendUnavailable):
             await backend.publish("a", b"x")
         with pytest.raises(BackendUnavailable):
-            await backend.presence_add("room", ["m"], ttl=1)
+            await store.add("room", ["m"], ttl=1)
         with pytest.raises(BackendUnavailable):
-            await backend.presence_members("room")
+            await store.members("room")
         with pytest.raises(BackendUnavailable):
-            await backend.presence_count("room")
+            await store.count("room")
         with pytest.raises(BackendUnavailable):
-            await backend.presence_remove("room", ["m"])
+            await store.remove("room", ["m"])
         await backend.stop()  # stopping a never-started backend is fine
 
     run(main())
@@ -402,7 +411,7 @@ def test_stop_is_idempotent_and_final(make_backend: BackendFactory) -> None:
         with pytest.raises(BackendUnavailable):
             await backend.publish("a", b"x")
         with pytest.raises(BackendUnavailable):
-            await backend.presence_count("room")
+            await presence(backend).count("room")
         assert listener.events == []  # a stop is not a lost connection
 
     run(main())
@@ -452,3 +461,32 @@ def test_memory_from_url() -> None:
         MemoryBackend.from_url("redis://localhost")
     with pytest.raises(TypeError):
         MemoryBackend.from_url("memory://", prefix="x")
+
+
+def test_presence_is_shared_between_workers(make_shared_backend: BackendFactory) -> None:
+    async def main() -> None:
+        async with (
+            started(make_shared_backend(), RecordingListener()) as a,
+            started(make_shared_backend(), RecordingListener()) as b,
+        ):
+            await presence(a).add("lobby", ["from-a"], ttl=30)
+            await presence(b).add("lobby", ["from-b"], ttl=30)
+            assert sorted(await presence(a).members("lobby")) == ["from-a", "from-b"]
+            await presence(b).remove("lobby", ["from-a"])
+            assert await presence(a).count("lobby") == 1
+
+    run(main())
+
+
+def test_backend_from_url_picks_the_backend_by_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    from FasterAPI.pubsub.backends import BACKENDS, backend_from_url
+
+    assert isinstance(backend_from_url("memory://"), MemoryBackend)
+    redis_backend = backend_from_url("REDISS://127.0.0.1:1/0?prefix=x:", startup_wait=0.5)
+    assert isinstance(redis_backend, RedisBackend)
+    assert (redis_backend.prefix, redis_backend.startup_wait) == ("x:", 0.5)
+    with pytest.raises(ValueError, match=r"memory://, redis://, rediss://"):
+        backend_from_url("nats://127.0.0.1:4222")
+    monkeypatch.setitem(BACKENDS, "missing", "FasterAPI.pubsub.backends.not_installed:Nothing")
+    with pytest.raises(ImportError, match=r"pip install 'fasterapi-hub\[redis\]'"):
+        backend_from_url("missing://x")

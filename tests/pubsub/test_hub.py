@@ -1,268 +1,252 @@
-"""The hub on the memory backend, through the TestClient: rooms, broadcast, presence, queues."""
+"""The hub on its own: rooms, fan-out, direct sends and bookkeeping against small fake
+connections (the :class:`~FasterAPI.pubsub.hub.Member` interface), without the web core.
+
+The memory backend delivers on a later loop iteration, as a network backend would, so the
+tests wait for the loop to run until a condition holds, within a deadline.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
-import msgspec
 import pytest
 
-from FasterAPI import Faster, WebSocket, WebSocketDisconnect
-from FasterAPI.pubsub import BackendUnavailable, InvalidRoomName, PayloadTooLarge
-from FasterAPI.pubsub.envelope import MAX_ROOM_NAME_BYTES
-from FasterAPI.testclient import TestClient, WebSocketTestSession
-from tests.cluster.processes import wait_until
+from FasterAPI.pubsub.backends.memory import MemoryBackend
+from FasterAPI.pubsub.delivery import Delivery, Sink, SinkSettings
+from FasterAPI.pubsub.envelope import room_channel
+from FasterAPI.pubsub.errors import BackendUnavailable, InvalidRoomName
+from FasterAPI.pubsub.hub import Hub
+
+pytestmark = pytest.mark.timeout(30)
+
+T = TypeVar("T")
 
 
-class Chat(msgspec.Struct):
-    text: str
-    n: int
+class RecordingSink(Sink):
+    """A sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.closed = False
+        self.settings: SinkSettings | None = None
+
+    def deliver(self, delivery: Delivery) -> None:
+        if not self.closed:
+            self.deliveries.append(delivery)
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    @property
+    def label(self) -> str:
+        return "recording sink"
+
+    def drop_oldest(self) -> None:
+        pass
+
+    def close_for_overflow(self) -> None:
+        self.close()
+
+    def payloads(self) -> list[bytes]:
+        return [delivery.payload for delivery in self.deliveries]
 
 
-def rooms_app(**options: Any) -> Faster:
-    app = Faster(backend="memory://", **options)
+class FakeMember:
+    """A connection as the hub sees one: an id the hub issued, and a sink."""
 
-    @app.websocket("/rooms/{room}")
-    async def room(ws: WebSocket, room: str) -> None:
-        await ws.accept()
-        await ws.join(room)
-        await ws.send_json({"joined": room, "id": ws.id})
-        try:
-            async for text in ws.iter_text():
-                if text == "leave":
-                    await ws.leave(room)
-                    await ws.send_text("left")
-                elif text.startswith("to:"):
-                    target, _, body = text[3:].partition(" ")
-                    await app.send_to(target, body)
-                elif text.startswith("others:"):
-                    await app.broadcast(room, text[7:], exclude=ws)
-                else:
-                    await app.broadcast(room, text)
-        except WebSocketDisconnect:
-            pass
+    def __init__(self, hub: Hub) -> None:
+        self.id = hub.new_connection_id()
+        self.sink = RecordingSink()
+        self.sinks_opened = 0
 
-    @app.post("/rooms/{room}")
-    async def publish(room: str, body: Chat) -> dict[str, int]:
-        await app.broadcast(room, body)
-        return {"size": await app.room_size(room)}
-
-    @app.get("/rooms/{room}")
-    async def presence(room: str) -> dict[str, Any]:
-        return {"size": await app.room_size(room), "members": sorted(await app.room_members(room))}
-
-    return app
+    def open_sink(self, settings: SinkSettings) -> Sink:
+        self.sinks_opened += 1
+        self.sink.settings = settings
+        return self.sink
 
 
-def join(client: TestClient, room: str) -> tuple[WebSocketTestSession, str]:
-    session = client.websocket_connect(f"/rooms/{room}").__enter__()
-    hello = session.receive_json()
-    assert hello["joined"] == room
-    return session, hello["id"]
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(20):
+            return await coro
+
+    return asyncio.run(bounded())
 
 
-def test_broadcast_reaches_every_member_of_the_room_and_no_one_else() -> None:
-    with TestClient(rooms_app()) as client:
-        a, _ = join(client, "red")
-        b, _ = join(client, "red")
-        c, _ = join(client, "blue")
-        a.send_text("hello red")
-        assert a.receive_text() == "hello red"
-        assert b.receive_text() == "hello red"
-        c.send_text("hello blue")
-        assert c.receive_text() == "hello blue"
-        # b got nothing from blue: the next thing b sees is its own next message.
-        b.send_text("second")
-        assert b.receive_text() == "second"
-        for s in (a, b, c):
-            s.__exit__(None, None, None)
+@asynccontextmanager
+async def started(backend: MemoryBackend | None = None, **options: Any) -> AsyncIterator[Hub]:
+    hub = Hub(backend or "memory://", **options)
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
 
 
-def test_payload_kinds_str_bytes_and_json() -> None:
-    app = Faster()
-    got: dict[str, Any] = {}
-
-    @app.websocket("/ws")
-    async def ws_handler(ws: WebSocket) -> None:
-        await ws.accept()
-        await ws.join("kinds")
-        await ws.send_text("ready")
-        await ws.receive_text()
-        await app.broadcast("kinds", "text")
-        await app.broadcast("kinds", b"\x00bin")
-        await app.broadcast("kinds", {"json": [1, 2]})
-        await app.broadcast("kinds", Chat("hi", 3))
-        await ws.receive_text()
-
-    with TestClient(app) as client, client.websocket_connect("/ws") as session:
-        assert session.receive_text() == "ready"
-        session.send_text("go")
-        got["text"] = session.receive()
-        got["bytes"] = session.receive()
-        got["json"] = session.receive()
-        got["struct"] = session.receive()
-    assert got["text"] == {"type": "websocket.send", "text": "text"}
-    assert got["bytes"] == {"type": "websocket.send", "bytes": b"\x00bin"}
-    assert got["json"] == {"type": "websocket.send", "text": '{"json":[1,2]}'}
-    assert got["struct"] == {"type": "websocket.send", "text": '{"text":"hi","n":3}'}
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Let the loop run until ``predicate()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)
 
 
-def test_exclude_skips_the_sender() -> None:
-    with TestClient(rooms_app()) as client:
-        a, _ = join(client, "r")
-        b, _ = join(client, "r")
-        a.send_text("others:not for a")
-        assert b.receive_text() == "not for a"
-        a.send_text("for all")
-        assert a.receive_text() == "for all"  # the excluded message never reached a
-        assert b.receive_text() == "for all"
-        a.__exit__(None, None, None)
-        b.__exit__(None, None, None)
+def test_a_broadcast_reaches_every_member_but_the_excluded_one_as_one_shared_delivery() -> None:
+    async def scenario() -> None:
+        async with started() as hub:
+            a, b, c, outsider = (FakeMember(hub) for _ in range(4))
+            for member in (a, b, c):
+                await hub.join(member, "lobby")
+            await hub.join(outsider, "elsewhere")
+            await hub.broadcast("lobby", "hi", exclude=b)
+            await hub.broadcast("lobby", b"\x00raw", exclude=c.id)
+            await until(lambda: len(a.sink.deliveries) == 2, "both broadcasts")
+            assert a.sink.payloads() == [b"hi", b"\x00raw"]
+            assert b.sink.payloads() == [b"\x00raw"] and c.sink.payloads() == [b"hi"]
+            assert outsider.sink.deliveries == []
+            # Decoded once per worker: every member got the very same object.
+            assert a.sink.deliveries[0] is c.sink.deliveries[0]
+            assert [d.binary for d in a.sink.deliveries] == [False, True]
+            assert hub.stats.published == 2
+
+    run(scenario())
 
 
-def test_send_to_reaches_one_connection() -> None:
-    with TestClient(rooms_app()) as client:
-        a, a_id = join(client, "r")
-        b, b_id = join(client, "r")
-        assert a_id != b_id
-        a.send_text(f"to:{b_id} psst")
-        assert b.receive_text() == "psst"
-        b.send_text("public")
-        assert a.receive_text() == "public"  # and nothing else arrived at a before it
-        a.__exit__(None, None, None)
-        b.__exit__(None, None, None)
+def test_a_direct_send_reaches_a_known_connection_in_no_room() -> None:
+    async def scenario() -> None:
+        async with started() as hub:
+            target, other = FakeMember(hub), FakeMember(hub)
+            hub.add(target)
+            hub.add(target)  # idempotent: one sink
+            await hub.join(other, "r")
+            await hub.send_to(target.id, {"n": 1})
+            await until(lambda: bool(target.sink.deliveries), "the direct send")
+            assert target.sink.payloads() == [b'{"n":1}'] and other.sink.deliveries == []
+            assert target.sinks_opened == 1
+            with pytest.raises(ValueError, match="Not a connection id"):
+                await hub.send_to("no-dot", "x")
+
+    run(scenario())
 
 
-def test_broadcast_from_http_handler_and_presence() -> None:
-    with TestClient(rooms_app()) as client:
-        a, a_id = join(client, "lobby")
-        b, b_id = join(client, "lobby")
-        response = client.post("/rooms/lobby", json={"text": "from http", "n": 1})
-        assert response.json() == {"size": 2}
-        assert a.receive_json() == {"text": "from http", "n": 1}
-        assert b.receive_json() == {"text": "from http", "n": 1}
-        assert client.get("/rooms/lobby").json() == {"size": 2, "members": sorted([a_id, b_id])}
-        a.send_text("leave")
-        assert a.receive_text() == "left"
-        assert client.get("/rooms/lobby").json() == {"size": 1, "members": [b_id]}
-        b.__exit__(None, None, None)
-        wait_until(lambda: client.get("/rooms/lobby").json()["size"] == 0, 5, "the room to empty")
-        a.__exit__(None, None, None)
+def test_join_and_leave_keep_the_hubs_record_and_the_subscriptions() -> None:
+    async def scenario() -> None:
+        backend = MemoryBackend()
+        async with started(backend) as hub:
+            a, b = FakeMember(hub), FakeMember(hub)
+            await hub.join(a, "r1")
+            await hub.join(a, "r1")  # idempotent
+            await hub.join(a, "r2")
+            await hub.join(b, "r1")
+            assert hub.rooms_of(a.id) == ("r1", "r2") and hub.rooms_of("unknown.1") == ()
+            assert {room_channel("r1"), room_channel("r2")} <= backend.subscribed_channels
+            assert sorted(await hub.room_members("r1")) == sorted([a.id, b.id])
+            await hub.leave(a.id, "r2")
+            await hub.leave(a.id, "r2")  # a no-op
+            assert room_channel("r2") not in backend.subscribed_channels
+            assert hub.rooms_of(a.id) == ("r1",)
+            await hub.broadcast("r2", "gone")
+            await hub.broadcast("r1", "here")
+            await until(lambda: bool(b.sink.deliveries), "the broadcast to r1")
+            await until(lambda: bool(a.sink.deliveries), "the broadcast to r1")
+            assert a.sink.payloads() == [b"here"]
+            with pytest.raises(InvalidRoomName):
+                await hub.join(a, "bad\x00room")
+
+    run(scenario())
 
 
-def test_membership_ends_when_the_socket_ends_for_any_reason() -> None:
-    app = rooms_app()
+def test_discard_closes_the_sink_and_leaves_every_room() -> None:
+    async def scenario() -> None:
+        backend = MemoryBackend()
+        async with started(backend) as hub:
+            a, b = FakeMember(hub), FakeMember(hub)
+            for room in ("x", "y"):
+                await hub.join(a, room)
+            await hub.join(b, "y")
+            await hub.discard(a.id)
+            await hub.discard(a.id)  # never raises, twice included
+            assert a.sink.closed and a.id not in hub.connections
+            assert list(hub.rooms) == ["y"] and room_channel("x") not in backend.subscribed_channels
+            assert await hub.room_size("x") == 0 and await hub.room_members("y") == [b.id]
+            await hub.send_to(a.id, "late")
+            await hub.broadcast("y", "after")
+            await until(lambda: bool(b.sink.deliveries), "the broadcast to y")
+            assert a.sink.deliveries == []
 
-    @app.websocket("/crash/{room}")
-    async def crash(ws: WebSocket, room: str) -> None:
-        await ws.accept()
-        await ws.join(room)
-        await ws.send_text("in")
-        await ws.receive_text()
-        raise RuntimeError("handler bug")
-
-    @app.websocket("/server-close/{room}")
-    async def server_close(ws: WebSocket, room: str) -> None:
-        await ws.accept()
-        await ws.join(room)
-        await ws.send_text("in")
-        await ws.receive_text()
-        await ws.close()
-
-    with TestClient(app) as client:
-        for path in ("/crash/x", "/server-close/x", "/rooms/x"):
-            with client.websocket_connect(path) as session:
-                session.receive()
-                assert client.get("/rooms/x").json()["size"] == 1
-                if path != "/rooms/x":
-                    session.send_text("go")
-                    with pytest.raises(WebSocketDisconnect):
-                        session.receive()
-            wait_until(lambda: client.get("/rooms/x").json()["size"] == 0, 5, f"the room to empty after {path}")
-        hub = app.hub
-        assert hub.rooms == {} and hub.connections == {}
-        assert "room:x" not in hub.backend.subscribed_channels  # type: ignore[attr-defined]
+    run(scenario())
 
 
-def test_room_names_are_validated() -> None:
-    app = Faster()
+def test_the_sink_settings_evict_through_the_hub() -> None:
+    # An ASGI sink that overflows calls settings.evict(id): the hub forgets the connection at once.
+    async def scenario() -> None:
+        async with started(send_queue_size=7) as hub:
+            member = FakeMember(hub)
+            await hub.join(member, "r")
+            settings = member.sink.settings
+            assert settings is not None and settings.limit == 7 and settings.stats is hub.stats
+            assert settings.evict is not None
+            await settings.evict(member.id)
+            assert member.id not in hub.connections and "r" not in hub.rooms
 
-    async def check() -> None:
-        await app.hub.start()
-        try:
-            for bad in ("", "a\x00b", "tab\there", "x" * (MAX_ROOM_NAME_BYTES + 1), "\x7f"):
-                with pytest.raises(InvalidRoomName) as error:
-                    await app.broadcast(bad, "x")
-                assert isinstance(error.value, ValueError)
-            await app.broadcast("ünïcode room · ok", "fine")
-            await app.broadcast("é" * (MAX_ROOM_NAME_BYTES // 2), "fits")
-        finally:
-            await app.hub.stop()
-
-    asyncio.run(check())
+    run(scenario())
 
 
-def test_payload_over_the_limit_is_refused_before_publishing() -> None:
-    app = Faster(max_message_size=1000)
-    published: list[bytes] = []
+def test_a_failed_subscribe_leaves_no_phantom_room() -> None:
+    class RefusingBackend(MemoryBackend):
+        refuse = False
 
-    async def check() -> None:
-        await app.hub.start()
-        backend = app.hub.backend
-        real_publish = backend.publish
+        async def subscribe(self, channel: str) -> None:
+            if self.refuse:
+                raise BackendUnavailable(f"cannot subscribe {channel!r}")
+            await super().subscribe(channel)
 
-        async def spy(channel: str, data: bytes) -> None:
-            published.append(data)
-            await real_publish(channel, data)
+    async def scenario() -> None:
+        backend = RefusingBackend()
+        async with started(backend) as hub:
+            member = FakeMember(hub)
+            backend.refuse = True
+            with pytest.raises(BackendUnavailable):
+                await hub.join(member, "r")
+            assert "r" not in hub.rooms and hub.rooms_of(member.id) == ()
+            backend.refuse = False
+            await hub.join(member, "r")
+            assert hub.rooms_of(member.id) == ("r",)
 
-        backend.publish = spy  # type: ignore[method-assign]
-        try:
-            with pytest.raises(PayloadTooLarge, match="1001 bytes"):
-                await app.broadcast("r", "x" * 1001)
-            assert published == []
-            await app.broadcast("r", "x" * 1000)
-            assert len(published) == 1
-        finally:
-            await app.hub.stop()
-
-    asyncio.run(check())
+    run(scenario())
 
 
-def test_broadcast_after_stop_fails_fast_with_backend_unavailable() -> None:
-    app = Faster()
+def test_bad_bytes_on_a_channel_are_counted_and_the_next_message_still_arrives() -> None:
+    async def scenario() -> None:
+        async with started() as hub:
+            member = FakeMember(hub)
+            await hub.join(member, "r")
+            hub.on_message(room_channel("r"), b"\xc1 not msgpack")
+            hub.on_message(room_channel("r"), b"")
+            await hub.broadcast("r", "fine")
+            await until(lambda: bool(member.sink.deliveries), "the good message")
+            assert hub.stats.invalid_envelopes == 2 and member.sink.payloads() == [b"fine"]
 
-    async def check() -> None:
-        await app.hub.start()
-        await app.hub.backend.stop()
-        with pytest.raises(BackendUnavailable):
-            await asyncio.wait_for(app.broadcast("r", "x"), timeout=1)
-        await app.hub.stop()
-
-    asyncio.run(check())
-
-
-def test_unknown_backend_scheme_lists_the_supported_ones() -> None:
-    with pytest.raises(ValueError, match=r"memory://, redis://, rediss://"):
-        _ = Faster(backend="kafka://broker").hub
+    run(scenario())
 
 
-def test_backend_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FASTERAPI_BACKEND", "nats://x")
-    with pytest.raises(ValueError, match="nats://x"):
-        _ = Faster().hub
-    monkeypatch.setenv("FASTERAPI_BACKEND", "memory://")
-    assert type(Faster().hub.backend).__name__ == "MemoryBackend"
-    assert os.environ["FASTERAPI_BACKEND"] == "memory://"
+def test_a_hub_without_a_presence_store_is_refused() -> None:
+    class NoPresence(MemoryBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.presence = None
 
-
-def test_connection_ids_are_unique_and_name_their_worker() -> None:
-    with TestClient(rooms_app()) as client:
-        sessions = [join(client, "ids") for _ in range(5)]
-        ids = [connection_id for _, connection_id in sessions]
-        assert len(set(ids)) == 5
-        worker = client.app.hub.worker_id  # type: ignore[attr-defined]
-        assert all(i.startswith(worker + ".") for i in ids)
-        for session, _ in sessions:
-            session.__exit__(None, None, None)
+    with pytest.raises(TypeError, match="keeps no presence"):
+        Hub(NoPresence())
+    store = MemoryBackend().presence
+    assert store is not None
+    assert Hub(NoPresence(), presence=store).presence is store

@@ -6,40 +6,44 @@ import asyncio
 from typing import Any
 
 from FasterAPI.config import Overflow
+from FasterAPI.pubsub.delivery import SinkSettings
 from FasterAPI.pubsub.hub import HubStats
-from FasterAPI.pubsub.outbox import Outbox, SinkSettings
-from FasterAPI.websockets import WebSocket, WebSocketState
+from FasterAPI.pubsub.outbox import Outbox
+from FasterAPI.types import WebSocketState
 
 
-class GatedSocket(WebSocket):
-    """A WebSocket whose transport accepts a message only when the test opens the gate."""
+class GatedSocket:
+    """A connection (what an Outbox needs of one) whose transport accepts a message only when
+    the test opens the gate."""
 
     def __init__(self, *, is_open: bool, fail_with: Exception | None = None) -> None:
-        scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
+        self.id = "w.1"
+        self.application_state = WebSocketState.CONNECTED
         self.sent: list[Any] = []
         self.cancelled = 0
         self.gate = asyncio.Event()
         if is_open:
             self.gate.set()
+        self.fail_with = fail_with
 
-        async def receive() -> dict[str, Any]:
-            await asyncio.Event().wait()
-            return {}
+    async def send(self, message: Any) -> None:
+        """The raw ASGI send."""
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append(message)
 
-        async def send(message: Any) -> None:
-            try:
-                await self.gate.wait()
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
-            if fail_with is not None:
-                raise fail_with
-            self.sent.append(message)
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.application_state = WebSocketState.DISCONNECTED
+        await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
 
-        super().__init__(scope, receive, send)
-        self._id = "w.1"
-        self.application_state = WebSocketState.CONNECTED
-        self.client_state = WebSocketState.CONNECTED
+
+def outbox_on(ws: GatedSocket, settings: SinkSettings) -> Outbox:
+    return Outbox(ws, ws.send, settings)
 
 
 def gated_outbox(
@@ -48,7 +52,7 @@ def gated_outbox(
     """An Outbox on a GatedSocket, with stats of its own."""
     ws = GatedSocket(is_open=is_open)
     stats = HubStats()
-    return ws, Outbox(ws, SinkSettings(limit, policy, stats)), stats
+    return ws, outbox_on(ws, SinkSettings(limit, policy, stats)), stats
 
 
 def message(n: int) -> dict[str, Any]:
@@ -121,11 +125,11 @@ def test_a_failed_send_closes_only_that_outbox() -> None:
         settings = SinkSettings(10, Overflow.CLOSE, stats)
         failures = [OSError("gone"), RuntimeError("closed by the server"), ValueError("bug")]
         for error in failures:
-            now = Outbox(GatedSocket(is_open=True, fail_with=error), settings)
+            now = outbox_on(GatedSocket(is_open=True, fail_with=error), settings)
             now.put(message(0))  # fails on the spot
             assert now.closed
         waiting = GatedSocket(is_open=False, fail_with=OSError("gone"))
-        later = Outbox(waiting, settings)
+        later = outbox_on(waiting, settings)
         later.put(message(0))  # fails after waiting, on the task
         await _settle()
         assert not later.closed
@@ -133,7 +137,7 @@ def test_a_failed_send_closes_only_that_outbox() -> None:
         await _settle()
         assert later.closed and later._drain_task is None
         fine = GatedSocket(is_open=True)
-        Outbox(fine, settings).put(message(1))
+        outbox_on(fine, settings).put(message(1))
         assert fine.sent == [message(1)] and stats.delivered == 1
 
     asyncio.run(scenario())
@@ -178,9 +182,9 @@ def test_a_stuck_connection_does_not_delay_others() -> None:
     async def scenario() -> None:
         stats = HubStats()
         settings = SinkSettings(100, Overflow.CLOSE, stats)
-        stuck = Outbox(GatedSocket(is_open=False), settings)
+        stuck = outbox_on(GatedSocket(is_open=False), settings)
         readers = [GatedSocket(is_open=True) for _ in range(10)]
-        outboxes = [Outbox(ws, settings) for ws in readers]
+        outboxes = [outbox_on(ws, settings) for ws in readers]
         for n in range(50):
             stuck.put(message(n))
             for outbox in outboxes:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
-import random
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import pytest
 import redis as sync_redis
 
 from FasterAPI.pubsub.backends.base import BackendUnavailable
-from FasterAPI.pubsub.backends.redis import Backoff, RedisBackend
+from FasterAPI.pubsub.backends.redis import RedisBackend
 from tests.redis_server import RedisServer
 from tests.servers import free_port
 
@@ -78,38 +79,6 @@ async def roundtrip(backend: RedisBackend, listener: RecordingListener, channel:
     await listener.wait_for(lambda: token in listener.on(channel), f"round trip on {channel!r}")
 
 
-# The backoff policy, as a pure object
-
-
-def test_backoff_is_exponential_capped_and_resets() -> None:
-    top = Backoff(base=0.1, cap=1.0, rand=lambda: 1.0)
-    assert [top.next_delay() for _ in range(7)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
-    top.reset()
-    assert top.next_delay() == pytest.approx(0.1)
-    bottom = Backoff(base=0.1, cap=1.0, rand=lambda: 0.0)
-    assert [bottom.next_delay() for _ in range(5)] == [0.0] * 5
-    many = Backoff(base=0.1, cap=5.0)
-    for _ in range(10_000):  # no overflow however long the outage
-        assert 0.0 <= many.next_delay() <= 5.0
-    with pytest.raises(ValueError):
-        Backoff(base=0, cap=1)
-    with pytest.raises(ValueError):
-        Backoff(base=2, cap=1)
-
-
-def test_backoff_has_full_jitter() -> None:
-    rng = random.Random(1234)
-    samples = []
-    for _ in range(2000):
-        policy = Backoff(base=0.1, cap=5.0, rand=rng.random)
-        for _ in range(3):
-            policy.next_delay()
-        samples.append(policy.next_delay())  # the 4th delay: ceiling 0.8
-    assert all(0.0 <= delay <= 0.8 for delay in samples)
-    assert min(samples) < 0.05 and max(samples) > 0.75  # spread over the whole range
-    assert 0.35 < sum(samples) / len(samples) < 0.45  # uniform: mean is half the ceiling
-
-
 # Construction
 
 
@@ -133,7 +102,7 @@ def test_from_url_takes_backend_options_out_of_the_query() -> None:
 
 
 def test_registry_builds_redis_backend_from_url() -> None:
-    from FasterAPI.pubsub import backend_from_url
+    from FasterAPI.pubsub.backends import backend_from_url
 
     backend = backend_from_url("redis://127.0.0.1:1/0?prefix=x:")
     assert isinstance(backend, RedisBackend)
@@ -151,8 +120,8 @@ def test_password_in_url() -> None:
                 assert backend.available
                 await backend.subscribe("room")
                 await roundtrip(backend, listener)
-                await backend.presence_add("lobby", ["a"], ttl=5)
-                assert await backend.presence_members("lobby") == ["a"]
+                await backend.presence.add("lobby", ["a"], ttl=5)
+                assert await backend.presence.members("lobby") == ["a"]
             finally:
                 await backend.stop()
 
@@ -190,8 +159,8 @@ def test_rediss_tls_with_password(tmp_path: Path) -> None:
                 assert backend.available
                 await backend.subscribe("room")
                 await roundtrip(backend, listener)
-                await backend.presence_add("lobby", ["a"], ttl=5)
-                assert await backend.presence_count("lobby") == 1
+                await backend.presence.add("lobby", ["a"], ttl=5)
+                assert await backend.presence.count("lobby") == 1
             finally:
                 await backend.stop()
             # The same port without TLS is refused: the connection really is encrypted.
@@ -227,9 +196,9 @@ def test_prefixes_isolate_apps_on_one_server(redis_server: RedisServer) -> None:
             assert one_listener.on("room")[0] == b"for app1"
             assert two_listener.on("room")[0] == b"for app2"
 
-            await one.presence_add("lobby", ["a", "b"], ttl=30)
-            assert await two.presence_count("lobby") == 0
-            assert sorted(await one.presence_members("lobby")) == ["a", "b"]
+            await one.presence.add("lobby", ["a", "b"], ttl=30)
+            assert await two.presence.count("lobby") == 0
+            assert sorted(await one.presence.members("lobby")) == ["a", "b"]
             keys = sorted(redis_server.admin.keys("*"))
             assert keys == [b"app1:presence:lobby"]
             assert 0 < redis_server.admin.pttl("app1:presence:lobby") <= 30_000
@@ -457,9 +426,9 @@ def test_publish_while_down_raises_at_once(redis_server: RedisServer) -> None:
                 assert time.perf_counter() - started < 0.05
             started = time.perf_counter()
             with pytest.raises(BackendUnavailable):
-                await backend.presence_add("lobby", ["a"], ttl=5)
+                await backend.presence.add("lobby", ["a"], ttl=5)
             with pytest.raises(BackendUnavailable):
-                await backend.presence_count("lobby")
+                await backend.presence.count("lobby")
             assert time.perf_counter() - started < 0.05
         finally:
             await backend.stop()
@@ -530,3 +499,63 @@ def test_stop_during_outage_returns_promptly(redis_server: RedisServer) -> None:
             redis_server.resume()
 
     run(main())
+
+
+def test_start_while_redis_hangs_reports_the_loss_before_returning(redis_server: RedisServer) -> None:
+    """A silent Redis: no attempt has failed when startup_wait runs out, yet start() says it is down."""
+
+    async def main() -> None:
+        listener = RecordingListener()
+        backend = make(redis_server, startup_wait=0.3, connect_timeout=2.0, socket_timeout=2.0)
+        await backend.subscribe("room")
+        redis_server.pause()
+        try:
+            started = time.perf_counter()
+            await backend.start(listener)
+            assert time.perf_counter() - started < 1.5
+            assert not backend.available
+            assert listener.events == ["lost"]
+            assert backend.connection_losses == 1
+        finally:
+            redis_server.resume()
+        try:
+            await listener.wait_events(["lost", "restored"], timeout=15)
+            assert backend.available
+            await roundtrip(backend, listener)
+            assert backend.connection_losses == 1  # the failing attempts of one outage are one loss
+        finally:
+            await backend.stop()
+
+    run(main())
+
+
+def test_outage_log_lines(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The lines the fault tests and operators grep for, from loggers under ``fasterapi.``."""
+    caplog.set_level(logging.INFO, logger="fasterapi")
+
+    async def main() -> None:
+        listener = RecordingListener()
+        backend = make(redis_server, "logs:")
+        await backend.start(listener)
+        try:
+            await backend.subscribe("room")
+            redis_server.kill()
+            await listener.wait_events(["lost"])
+            redis_server.start()
+            await listener.wait_events(["lost", "restored"])
+        finally:
+            await backend.stop()
+
+    run(main())
+    lines = [record.getMessage() for record in caplog.records]
+    assert all(record.name.startswith("fasterapi.") for record in caplog.records), caplog.records
+    pid, url = os.getpid(), re.escape(redis_server.url)
+    patterns = [
+        rf"pid {pid}: connected to Redis at {url} \(prefix 'logs:'\)",
+        rf"pid {pid}: Redis pub/sub connection to {url} lost at \S+: \w+Error: .+; reconnecting "
+        r"\(backoff 0\.02s\.\.0\.20s\)",
+        rf"pid {pid}: Redis pub/sub connection to {url} recovered at \S+ after [\d.]+s outage; "
+        r"1 channel\(s\) resubscribed",
+    ]
+    for pattern in patterns:
+        assert any(re.fullmatch(pattern, line) for line in lines), (pattern, lines)

@@ -23,7 +23,7 @@ from websockets.protocol import Protocol
 from websockets.uri import parse_uri
 
 from FasterAPI import Faster, WebSocket, WebSocketDisconnect
-from FasterAPI.pubsub.envelope import pack, room_channel
+from FasterAPI.pubsub.envelope import prepare, room_channel
 from FasterAPI.server import protocol as protocol_module
 from FasterAPI.server.protocol import FasterWebSocketProtocol
 
@@ -173,8 +173,8 @@ async def open_socket(app: Faster, deflate: bool = False, pipelined: bytes = b""
 def test_broadcasts_use_the_direct_path_and_are_framed_once() -> None:
     async def scenario() -> None:
         async with connected() as (app, transport, peer):
-            ws = next(iter(app.hub.connections.values()))
-            assert isinstance(ws.outbox, FasterWebSocketProtocol)
+            connection = next(iter(app.hub.connections.values()))
+            assert isinstance(connection.sink, FasterWebSocketProtocol)
             await app.broadcast("room", "one")
             await app.broadcast("room", b"\x00two")
             await app.broadcast("room", {"three": 3})
@@ -230,7 +230,7 @@ def test_a_fan_out_leaves_no_collector_tracked_object_per_member() -> None:
         async with connected() as (app, _, peer):
             others = [await open_socket(app) for _ in range(199)]
             assert await app.room_size("room") == 200
-            message = pack("tick", room="room", max_size=1 << 20)
+            _, message = prepare("tick", room="room", origin="test", max_size=1 << 20)
             app.hub.on_message(room_channel("room"), message)  # warm: the flusher exists
             await settle()
             gc.collect()

@@ -1,9 +1,13 @@
-"""The contract every pub/sub backend fulfils.
+"""The contracts a backend fulfils: a relay between workers, and a presence store.
 
-A backend relays opaque bytes between the workers of one app on named channels and keeps
-presence entries that expire on their own. It knows nothing of rooms, sockets or envelopes:
-the hub (``FasterAPI.pubsub.hub``) builds those on top. A new backend (NATS, Postgres) is one
-module that subclasses :class:`Backend` and one row in ``FasterAPI.pubsub.BACKENDS``.
+A :class:`Backend` relays opaque bytes between the workers of one app on named channels.
+It knows nothing of rooms, sockets or envelopes: the hub (``FasterAPI.pubsub.hub``) builds
+those on top. A :class:`PresenceStore` keeps, per room, member ids that expire on their own.
+A backend usually brings its own store (:attr:`Backend.presence`); one that cannot expire
+entries (NATS core) pairs with another store instead.
+
+A new backend is one module with a :class:`Backend` subclass, plus one row in
+``FasterAPI.pubsub.backends.BACKENDS``. Reconnecting is ``_reconnect.Supervisor``'s job.
 """
 
 from __future__ import annotations
@@ -11,7 +15,11 @@ from __future__ import annotations
 import abc
 import datetime
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol, Self
+
+from ..errors import BackendUnavailable
+
+__all__ = ["Backend", "BackendListener", "BackendUnavailable", "PresenceStore", "describe_error", "wall_clock"]
 
 
 def describe_error(error: BaseException | None) -> str:
@@ -24,10 +32,6 @@ def describe_error(error: BaseException | None) -> str:
 def wall_clock() -> str:
     """Local time to the millisecond, for outage log lines (uvicorn's log format has no time)."""
     return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend cannot carry this operation now (not started, or its connection is down)."""
 
 
 class BackendListener(Protocol):
@@ -49,58 +53,88 @@ class BackendListener(Protocol):
         """
 
 
-class Backend(abc.ABC):
-    """Relays bytes between workers, and keeps presence entries with a time to live.
+class PresenceStore(abc.ABC):
+    """Per room, a set of member ids, each entry with its own expiry.
 
-    Channel and key names given to a backend are logical (``"room:lobby"``); a backend adds
-    its own namespace prefix. Subscriptions are idempotent and survive reconnects: the
-    backend re-subscribes by itself and then calls ``listener.on_connection_restored()``.
+    Raises :class:`BackendUnavailable` at once when its server is down; never hangs.
+    """
+
+    @abc.abstractmethod
+    async def add(self, room: str, members: Iterable[str], ttl: float) -> None:
+        """Add (or refresh) members of ``room`` that expire ``ttl`` seconds from now."""
+
+    @abc.abstractmethod
+    async def remove(self, room: str, members: Iterable[str]) -> None:
+        """Remove members of ``room`` at once."""
+
+    @abc.abstractmethod
+    async def members(self, room: str) -> list[str]:
+        """The unexpired members of ``room``, in no particular order."""
+
+    @abc.abstractmethod
+    async def count(self, room: str) -> int:
+        """How many unexpired members ``room`` has."""
+
+
+class Backend(abc.ABC):
+    """Relays bytes between workers on named channels.
+
+    What every backend promises (``tests/pubsub/test_backend_contract.py`` checks each one):
+
+    - **Names.** Channel names given to a backend are logical (``"room:lobby"``); a backend
+      adds its own namespace prefix and hands back the logical name.
+    - **Start.** :meth:`start` returns once connected, or once the first attempts failed and
+      retries go on in the background (``available`` is then False, and the listener has
+      been told ``on_connection_lost``), so an app can start while its relay is down.
+    - **Publish.** :meth:`publish` reaches every subscriber of the channel, this worker
+      included, or raises :class:`BackendUnavailable` at once; it never hangs and is never
+      retried (the message may have gone out already). It returns what the relay assigned
+      to the message: nothing for plain pub/sub.
+    - **Subscribe.** :meth:`subscribe` and :meth:`unsubscribe` are idempotent and never raise
+      for a connection problem. While connected, ``subscribe`` returns only once the broker
+      confirmed the subscription, so a message published after it returns is received;
+      while disconnected it records the channel for the reconnect. After ``unsubscribe``
+      returns, nothing more is delivered on that channel, even what was in flight.
+    - **Lost and restored.** Subscriptions survive reconnects: the backend re-subscribes
+      every wanted channel by itself, and only then calls ``on_connection_restored``.
+      ``on_connection_lost`` and ``on_connection_restored`` strictly alternate, starting
+      with ``on_connection_lost``; ``available`` is False from the first to the second.
+    - **Listener errors.** An exception raised by the listener is logged and counted, and
+      delivery goes on.
     """
 
     #: True while the backend can publish and receive.
     available: bool = False
 
+    #: The presence store this backend brings, or None when presence must come from elsewhere.
+    presence: PresenceStore | None = None
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a URL of this backend's scheme; ``options`` are keyword arguments."""
+
+    @property
+    @abc.abstractmethod
+    def subscribed_channels(self) -> set[str]:
+        """The logical channels this backend delivers (a copy); the reconnect resubscribes them."""
+
     @abc.abstractmethod
     async def start(self, listener: BackendListener) -> None:
-        """Connect (with the backend's retry policy) and start delivering to ``listener``.
-
-        Returns once connected, or once the first attempts failed and retries go on in the
-        background (``available`` is then False), so an app can start while its relay is down.
-        """
+        """Connect (with the backend's retry policy) and start delivering to ``listener``."""
 
     @abc.abstractmethod
     async def stop(self) -> None:
-        """Stop listening and close every connection. Safe to call twice."""
+        """Stop listening and close every connection. Safe to call twice; bounded in time."""
 
     @abc.abstractmethod
     async def publish(self, channel: str, data: bytes) -> None:
-        """Send ``data`` to every subscriber of ``channel``, this worker included.
-
-        Raises :class:`BackendUnavailable` at once when the relay is down; never hangs.
-        """
+        """Send ``data`` to every subscriber of ``channel``; :class:`BackendUnavailable` when down."""
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:
-        """Start receiving ``channel``. Idempotent."""
+        """Start receiving ``channel``; returns once the broker confirmed it. Idempotent."""
 
     @abc.abstractmethod
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving ``channel``. Idempotent."""
-
-    # Presence: a set per room of member ids, each entry with its own expiry.
-
-    @abc.abstractmethod
-    async def presence_add(self, room: str, members: Iterable[str], ttl: float) -> None:
-        """Add (or refresh) members of ``room`` that expire ``ttl`` seconds from now."""
-
-    @abc.abstractmethod
-    async def presence_remove(self, room: str, members: Iterable[str]) -> None:
-        """Remove members of ``room`` at once."""
-
-    @abc.abstractmethod
-    async def presence_members(self, room: str) -> list[str]:
-        """The unexpired members of ``room``, in no particular order."""
-
-    @abc.abstractmethod
-    async def presence_count(self, room: str) -> int:
-        """How many unexpired members ``room`` has."""

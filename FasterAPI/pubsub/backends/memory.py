@@ -5,19 +5,78 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from .base import Backend, BackendListener, BackendUnavailable
+from .base import Backend, BackendListener, BackendUnavailable, PresenceStore
 
-__all__ = ["MemoryBackend"]
+__all__ = ["MemoryBackend", "MemoryPresence"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fasterapi.backends.memory")
+
+
+class MemoryPresence(PresenceStore):
+    """Presence entries in a dict, expiring on the monotonic clock; for one process only.
+
+    ``check`` raises :class:`BackendUnavailable` when the owning backend is not started.
+    """
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self._check = check
+        # room -> member -> expiry on time.monotonic()
+        self._rooms: dict[str, dict[str, float]] = {}
+
+    def clear(self) -> None:
+        """Forget every entry (the backend stopped)."""
+        self._rooms.clear()
+
+    def _live(self, room: str) -> dict[str, float]:
+        """The room's unexpired entries, after dropping the expired ones."""
+        entries = self._rooms.get(room)
+        if entries is None:
+            return {}
+        now = time.monotonic()
+        expired = [member for member, expiry in entries.items() if expiry <= now]
+        for member in expired:
+            del entries[member]
+        if not entries:
+            del self._rooms[room]
+        return entries
+
+    async def add(self, room: str, members: Iterable[str], ttl: float) -> None:
+        """Add or refresh ``members`` of ``room`` until ``ttl`` seconds from now."""
+        self._check()
+        expiry = time.monotonic() + ttl
+        entries = self._rooms.setdefault(room, {})
+        for member in members:
+            entries[member] = expiry
+        self._live(room)  # a non-positive ttl leaves nothing behind
+
+    async def remove(self, room: str, members: Iterable[str]) -> None:
+        """Remove ``members`` of ``room`` at once."""
+        self._check()
+        entries = self._rooms.get(room)
+        if entries is None:
+            return
+        for member in members:
+            entries.pop(member, None)
+        if not entries:
+            del self._rooms[room]
+
+    async def members(self, room: str) -> list[str]:
+        """The unexpired members of ``room``."""
+        self._check()
+        return list(self._live(room))
+
+    async def count(self, room: str) -> int:
+        """How many unexpired members ``room`` has."""
+        self._check()
+        return len(self._live(room))
 
 
 class MemoryBackend(Backend):
-    """Relays messages inside one process; presence entries expire on the monotonic clock.
+    """Relays messages inside one process; :attr:`presence` is a :class:`MemoryPresence`.
 
     ``publish`` never calls the listener from inside itself: each delivery is queued with
     ``loop.call_soon``, so messages arrive in publish order, promptly, and a publisher's stack
@@ -30,8 +89,7 @@ class MemoryBackend(Backend):
         self._listener: BackendListener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: set[str] = set()
-        # room -> member -> expiry on time.monotonic()
-        self._presence: dict[str, dict[str, float]] = {}
+        self.presence: MemoryPresence = MemoryPresence(self._check)
         #: How many times ``listener.on_message`` raised (each is logged, none stops delivery).
         self.callback_errors = 0
 
@@ -60,7 +118,7 @@ class MemoryBackend(Backend):
         """Stop delivering. Messages still queued are dropped. Safe to call twice."""
         self.available = False
         self._listener = None
-        self._presence.clear()
+        self.presence.clear()
 
     def _check(self) -> None:
         if not self.available:
@@ -94,46 +152,3 @@ class MemoryBackend(Backend):
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving ``channel``; deliveries already queued for it are dropped."""
         self._channels.discard(channel)
-
-    def _live(self, room: str) -> dict[str, float]:
-        """The room's unexpired entries, after dropping the expired ones."""
-        entries = self._presence.get(room)
-        if entries is None:
-            return {}
-        now = time.monotonic()
-        expired = [member for member, expiry in entries.items() if expiry <= now]
-        for member in expired:
-            del entries[member]
-        if not entries:
-            del self._presence[room]
-        return entries
-
-    async def presence_add(self, room: str, members: Iterable[str], ttl: float) -> None:
-        """Add or refresh ``members`` of ``room`` until ``ttl`` seconds from now."""
-        self._check()
-        expiry = time.monotonic() + ttl
-        entries = self._presence.setdefault(room, {})
-        for member in members:
-            entries[member] = expiry
-        self._live(room)  # a non-positive ttl leaves nothing behind
-
-    async def presence_remove(self, room: str, members: Iterable[str]) -> None:
-        """Remove ``members`` of ``room`` at once."""
-        self._check()
-        entries = self._presence.get(room)
-        if entries is None:
-            return
-        for member in members:
-            entries.pop(member, None)
-        if not entries:
-            del self._presence[room]
-
-    async def presence_members(self, room: str) -> list[str]:
-        """The unexpired members of ``room``."""
-        self._check()
-        return list(self._live(room))
-
-    async def presence_count(self, room: str) -> int:
-        """How many unexpired members ``room`` has."""
-        self._check()
-        return len(self._live(room))
