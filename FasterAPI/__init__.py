@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         WebSocketException,
     )
     from .params import Body, Cookie, Header, Path, Query
+    from .pubsub.history import History, JoinResult, Position
     from .requests import Request
     from .responses import (
         HTMLResponse,
@@ -56,6 +57,9 @@ _PUBLIC: dict[str, str] = {
     "Header": "params",
     "Path": "params",
     "Query": "params",
+    "History": "pubsub.history",
+    "JoinResult": "pubsub.history",
+    "Position": "pubsub.history",
     "Request": "requests",
     "HTMLResponse": "responses",
     "JSONResponse": "responses",
@@ -79,10 +83,13 @@ __all__ = [
     "HTTPException",
     "Header",
     "Headers",
+    "History",
     "InvalidJSONMessage",
     "JSONResponse",
+    "JoinResult",
     "Path",
     "PlainTextResponse",
+    "Position",
     "Query",
     "QueryParams",
     "RedirectResponse",

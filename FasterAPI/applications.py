@@ -23,6 +23,7 @@ from .exceptions import (
     WebSocketException,
 )
 from .pubsub.envelope import Identified
+from .pubsub.history import History, Position
 from .pubsub.hub import Hub
 from .requests import Request
 from .responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -47,7 +48,9 @@ class Faster(APIRouter):
 
     ``backend`` picks the pub/sub relay for rooms and broadcast: ``"memory://"`` (one
     process, the default), ``"redis://host:6379/0"``, or a backend object. When it is not
-    given, the ``FASTERAPI_BACKEND`` environment variable decides.
+    given, the ``FASTERAPI_BACKEND`` environment variable decides. ``history`` keeps each
+    room's recent messages so that a Redis blip or a client reconnect loses nothing
+    (``History(size=1000, ttl=300)``; ``FASTERAPI_HISTORY_SIZE`` / ``_TTL`` when not given).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class Faster(APIRouter):
         exception_handlers: Mapping[int | type[Exception], ExceptionHandler] | None = None,
         dependencies: Sequence[Depends] = (),
         backend: str | Backend | None = None,
+        history: History | None = None,
         allowed_origins: Sequence[str] | None = None,
         **hub_options: Any,
     ) -> None:
@@ -71,7 +75,7 @@ class Faster(APIRouter):
         self.exception_handlers: dict[int | type[Exception], ExceptionHandler] = dict(exception_handlers or {})
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
         self._backend_option = backend
-        self._hub_options = hub_options
+        self._hub_options = {"history": history, **hub_options}
         self._hub: Hub | None = None
         #: WebSocket connections being served by this process right now.
         self.open_websockets = 0
@@ -119,12 +123,13 @@ class Faster(APIRouter):
             self._hub = Hub(self._backend_option, **self._hub_options)
         return self._hub
 
-    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> None:
+    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> Position | None:
         """Send ``data`` to every member of ``room`` on every worker sharing the backend.
 
         ``str`` goes out as a text frame, ``bytes`` as binary, anything else as JSON text.
+        Returns the message's :class:`Position` in the room's history (None without history).
         """
-        await self.hub.broadcast(room, data, exclude=exclude)
+        return await self.hub.broadcast(room, data, exclude=exclude)
 
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Send ``data`` to one connection (``ws.id``), whichever worker holds it."""
@@ -137,6 +142,24 @@ class Faster(APIRouter):
     async def room_members(self, room: str) -> list[str]:
         """The connection ids in ``room`` across the cluster."""
         return await self.hub.room_members(room)
+
+    async def room_history(
+        self, room: str, since: Position | None = None, limit: int = 100
+    ) -> list[tuple[Position, Any]]:
+        """The retained ``(Position, data)`` of ``room`` after ``since`` (else the newest ``limit``).
+
+        ``data`` is as it was sent: str, bytes, or the JSON value. Needs history on for the room.
+        """
+        return await self.hub.room_history(room, since, limit)
+
+    def on_room_gap(self, func: Handler) -> Handler:
+        """Call ``func(room, gap)`` (sync or async) when messages of a room could not be recovered.
+
+        The room's history no longer held them (``gap.first`` to ``gap.last``), or was lost
+        altogether (``gap.epoch_changed``): this worker's members of ``room`` missed them.
+        """
+        self.hub.gap_hooks.append(func)
+        return func
 
     def on_backend_reconnect(self, func: Handler) -> Handler:
         """Call ``func`` (sync or async) in each worker after its backend reconnects.

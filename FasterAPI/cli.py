@@ -19,7 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from .pubsub.backends._url import redact_url
 
 __all__ = ["main"]
 
@@ -219,7 +221,7 @@ def _publish(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="%(name)s: %(message)s")
     from .pubsub import BackendUnavailable, InvalidRoomName, PayloadTooLarge, Publisher
 
-    where = _redact(args.backend)
+    where = redact_url(args.backend)
     try:
         publisher = Publisher(args.backend)
     except (ImportError, ValueError) as error:
@@ -250,17 +252,7 @@ def _check_backend_url(url: str, parser: argparse.ArgumentParser) -> None:
     scheme = urlsplit(url).scheme.lower()
     if scheme not in BACKENDS:
         supported = ", ".join(f"{name}://" for name in sorted(BACKENDS))
-        parser.error(f"unsupported backend URL {_redact(url)!r}: the scheme must be one of {supported}")
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+        parser.error(f"unsupported backend URL {redact_url(url)!r}: the scheme must be one of {supported}")
 
 
 if __name__ == "__main__":

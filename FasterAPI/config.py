@@ -9,6 +9,9 @@ overflow                   FASTERAPI_OVERFLOW              ``close`` (1013), or 
 max_message_size           FASTERAPI_MAX_MESSAGE_SIZE      1 MiB per broadcast payload
 presence_ttl               FASTERAPI_PRESENCE_TTL          30 s (a dead worker's entries expire by then)
 health_interval            FASTERAPI_HEALTH_INTERVAL       5 s between end-to-end relay self-pings
+history_size               FASTERAPI_HISTORY_SIZE          0: no room history; else the messages kept
+                                                           per room (``Faster(history=History(...))``)
+history_ttl                FASTERAPI_HISTORY_TTL           300 s a room's history outlives its last message
 drain_window               FASTERAPI_DRAIN_WINDOW          2 s: on shutdown, sockets close with 1001
                                                            at random moments over this window
 =========================  ==============================  =========================================
@@ -67,6 +70,8 @@ class HubConfig(_Settings):
     max_message_size: int = 1024 * 1024
     presence_ttl: float = 30.0
     health_interval: float = 5.0
+    history_size: int = 0
+    history_ttl: float = 300.0
 
     def __post_init__(self) -> None:
         if self.send_queue_size < 1:
@@ -77,6 +82,10 @@ class HubConfig(_Settings):
             raise ValueError(f"presence_ttl must be positive, got {self.presence_ttl}")
         if self.health_interval <= 0:
             raise ValueError(f"health_interval must be positive, got {self.health_interval}")
+        if self.history_size < 0:
+            raise ValueError(f"history_size must not be negative, got {self.history_size}")
+        if self.history_ttl <= 0:
+            raise ValueError(f"history_ttl must be positive, got {self.history_ttl}")
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "listener_errors": ("fasterapi_listener_errors", "Messages whose local dispatch raised."),
     "backend_outages": ("fasterapi_backend_outages", "Times the backend connection was lost."),
     "backend_reconnects": ("fasterapi_backend_reconnects", "Times the backend connection was restored."),
+    "history_repaired": ("fasterapi_history_repaired", "Room messages delivered from history to fill a gap."),
+    "history_gaps": ("fasterapi_history_gaps", "Gaps in a room that its history no longer covered."),
 }
 
 

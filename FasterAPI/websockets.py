@@ -15,6 +15,7 @@ from .status import WS_1000_NORMAL_CLOSURE, WS_1006_ABNORMAL_CLOSURE
 from .types import Message, Receive, Scope, Send, WebSocketState
 
 if TYPE_CHECKING:
+    from .pubsub.history import JoinResult, Position
     from .pubsub.hub import Hub
 
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState"]
@@ -270,10 +271,17 @@ class WebSocket(HTTPConnection):
         """The rooms this connection joined (in this worker), in joining order."""
         return () if self._hub is None else self._hub.rooms_of(self._id)
 
-    async def join(self, room: str) -> None:
-        """Receive every broadcast to ``room``, from any worker, until leave() or the socket ends."""
+    async def join(self, room: str, since: Position | None = None) -> JoinResult:
+        """Receive every broadcast to ``room``, from any worker, until leave() or the socket ends.
+
+        With room history on, ``since`` (the last :class:`Position` the client saw) replays
+        every message after it first, in order and once, when the history still holds them
+        all: then ``result.recovered`` is True. Else nothing is replayed and the client should
+        reload. ``result.position`` is the room's current top (None without history). The
+        replay is queued to the socket before this returns, ahead of anything sent after.
+        """
         self._require_connected()
-        await self._member_hub().join(self, room)
+        return await self._member_hub().join(self, room, since)
 
     async def leave(self, room: str) -> None:
         """Stop receiving ``room``'s broadcasts. Leaving a room not joined is a no-op."""

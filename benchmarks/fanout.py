@@ -12,6 +12,7 @@ Stacks (``benchmarks/stacks/``), all with uvicorn's settings from ``uvicorn_work
 =====================  ============================================================  =======
 fasterapi              FasterAPI, Redis backend, ``FasterAPI.server.worker.FasterWorker``  ours
                        (frame-once writes)
+fasterapi-history      the fasterapi row with room history on (size 1000, ttl 300 s)   ours
 fasterapi-asgi         the same app under ``uvicorn_worker.UvicornWorker`` (ASGI path)  ours
 fastapi-broadcaster    FastAPI + encode/broadcaster, a subscriber task per socket     peer
 litestar-channels      Litestar ChannelsPlugin, Redis pub/sub backend                 peer
@@ -103,6 +104,8 @@ class Stack:
     pub_path: str = "/pub"
     protocol: str = "plain"
     description: str = ""
+    #: Extra environment of the server (``FASTERAPI_*`` settings).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
@@ -117,6 +120,14 @@ STACKS: dict[str, Stack] = {
             "FasterAPI.server.worker.FasterWorker",
             "ours",
             description="FasterAPI, Redis backend, FasterWorker (frame-once)",
+        ),
+        Stack(
+            "fasterapi-history",
+            "benchmarks.stacks.fasterapi_app:app",
+            "FasterAPI.server.worker.FasterWorker",
+            "ours",
+            description="the fasterapi row with room history on (History(size=1000, ttl=300))",
+            env=(("FASTERAPI_HISTORY_SIZE", "1000"), ("FASTERAPI_HISTORY_TTL", "300")),
         ),
         Stack(
             "fasterapi-asgi",
@@ -161,6 +172,7 @@ STACKS: dict[str, Stack] = {
 }
 OURS = "fasterapi"
 OURS_ASGI = "fasterapi-asgi"
+OURS_HISTORY = "fasterapi-history"
 CEILING = "bare-asgi"
 PEERS = tuple(name for name, stack in STACKS.items() if stack.role == "peer")
 
@@ -327,6 +339,7 @@ async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: f
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
         "BENCH_REDIS_URL": redis_url,
         "BENCH_READY_DIR": str(ready_dir),
+        **dict(stack.env),
     }
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
@@ -911,8 +924,10 @@ def ratios(table: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         value = table.get(stack, {}).get(scenario, {}).get(key)
         return None if value is None else float(value)
 
-    def add(what: str, scenario: str, key: str, against: tuple[str, float] | None, better: str) -> None:
-        mine = ours(scenario, key)
+    def add(
+        what: str, scenario: str, key: str, against: tuple[str, float] | None, better: str, stack: str = OURS
+    ) -> None:
+        mine = ours(scenario, key, stack)
         if against is None or mine is None:
             return
         rows.append(
@@ -964,6 +979,11 @@ def ratios(table: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
         asgi = ours("saturation", key, OURS_ASGI)
         add(f"frame-once vs ASGI path ({key})", "saturation", key, None if asgi is None else (OURS_ASGI, asgi), better)
+    # Room history on against off (same app and worker): the cost of exact delivery.
+    for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
+        off = ours("saturation", key)
+        against = None if off is None else (OURS, off)
+        add(f"history on vs off ({key})", "saturation", key, against, better, stack=OURS_HISTORY)
     return rows
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from FasterAPI import Faster, WebSocket, WebSocketDisconnect
-from FasterAPI.pubsub import BackendUnavailable, InvalidRoomName, PayloadTooLarge
+from FasterAPI import Faster, History, Position, WebSocket, WebSocketDisconnect
+from FasterAPI.pubsub import BackendUnavailable, Gap, InvalidRoomName, PayloadTooLarge
 from FasterAPI.pubsub.envelope import MAX_ROOM_NAME_BYTES
 from FasterAPI.testclient import TestClient, WebSocketTestSession
 from tests.cluster.processes import wait_until
@@ -213,9 +213,9 @@ def test_payload_over_the_limit_is_refused_before_publishing() -> None:
         backend = app.hub.backend
         real_publish = backend.publish
 
-        async def spy(channel: str, data: bytes) -> None:
+        async def spy(channel: str, data: bytes, retention: Any = None) -> Any:
             published.append(data)
-            await real_publish(channel, data)
+            return await real_publish(channel, data, retention)
 
         backend.publish = spy  # type: ignore[method-assign]
         try:
@@ -266,3 +266,76 @@ def test_connection_ids_are_unique_and_name_their_worker() -> None:
         assert all(i.startswith(worker + ".") for i in ids)
         for session, _ in sessions:
             session.__exit__(None, None, None)
+
+
+def history_app() -> Faster:
+    app = Faster(backend="memory://", history=History(size=100, ttl=60))
+    app.state.gaps = []
+
+    @app.on_room_gap
+    def record_gap(room: str, gap: Gap) -> None:
+        app.state.gaps.append((room, gap))
+
+    @app.websocket("/feed/{room}")
+    async def feed(ws: WebSocket, room: str, offset: int | None = None, epoch: str | None = None) -> None:
+        await ws.accept()
+        since = None if offset is None or epoch is None else Position(offset, epoch)
+        result = await ws.join(room, since=since)
+        await ws.send_json({"joined": result})
+        try:
+            async for text in ws.iter_text():
+                await app.broadcast(room, text)
+        except WebSocketDisconnect:
+            pass
+
+    @app.post("/feed/{room}")
+    async def post(room: str, body: Chat) -> Position | None:
+        return await app.broadcast(room, body)
+
+    @app.get("/feed/{room}")
+    async def history(room: str, offset: int | None = None, epoch: str | None = None) -> list[Any]:
+        since = None if offset is None or epoch is None else Position(offset, epoch)
+        return [[position, data] for position, data in await app.room_history(room, since=since, limit=3)]
+
+    return app
+
+
+def test_a_client_that_reconnects_with_its_last_position_misses_nothing() -> None:
+    with TestClient(history_app()) as client:
+        with client.websocket_connect("/feed/news") as first:
+            hello = first.receive_json()["joined"]
+            assert hello["recovered"] is False and hello["position"]["offset"] == 0
+            positions = [client.post("/feed/news", json={"text": f"m{n}", "n": n}).json() for n in range(1, 4)]
+            assert [p["offset"] for p in positions] == [1, 2, 3]
+            seen = [first.receive_json() for _ in range(3)]
+            assert [m["n"] for m in seen] == [1, 2, 3]
+        for n in range(4, 6):  # sent while the client is away
+            client.post("/feed/news", json={"text": f"m{n}", "n": n})
+        last = positions[-1]
+        with client.websocket_connect(f"/feed/news?offset={last['offset']}&epoch={last['epoch']}") as again:
+            # The replay is on its way to the socket when join() returns, so it comes first.
+            assert [again.receive_json()["n"] for _ in range(2)] == [4, 5]
+            joined = again.receive_json()["joined"]
+            assert joined == {"recovered": True, "position": {"offset": 5, "epoch": last["epoch"]}}
+            again.send_text("live")
+            assert again.receive_text() == "live"
+        kept = client.get("/feed/news").json()
+        assert [data["n"] for _, data in kept[:2]] == [4, 5] and kept[2][1] == "live"
+        after_two = client.get(f"/feed/news?offset=2&epoch={last['epoch']}").json()
+        assert [position["offset"] for position, _ in after_two] == [3, 4, 5]
+        stale = f"/feed/news?offset=1&epoch=not-{last['epoch']}"
+        with client.websocket_connect(stale) as wrong_epoch:
+            assert wrong_epoch.receive_json()["joined"]["recovered"] is False
+
+
+def test_history_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTERAPI_HISTORY_SIZE", "7")
+    monkeypatch.setenv("FASTERAPI_HISTORY_TTL", "9.5")
+    assert Faster().hub.history == History(size=7, ttl=9.5)
+    monkeypatch.setenv("FASTERAPI_HISTORY_SIZE", "0")
+    assert Faster().hub.history is None
+    monkeypatch.setenv("FASTERAPI_HISTORY_SIZE", "-1")
+    with pytest.raises(ValueError, match="history_size"):
+        _ = Faster().hub
+    with pytest.raises(ValueError, match="History size"):
+        History(size=0)

@@ -14,6 +14,7 @@ from .backends import BACKENDS, backend_from_url
 from .backends.base import Backend, BackendListener, PresenceStore
 from .envelope import validate_room
 from .errors import BackendUnavailable, InvalidEnvelope, InvalidRoomName, PayloadTooLarge, PubSubError
+from .history import Gap, History, JoinResult, Position
 
 if TYPE_CHECKING:
     from .publisher import Publisher
@@ -23,9 +24,13 @@ __all__ = [
     "Backend",
     "BackendListener",
     "BackendUnavailable",
+    "Gap",
+    "History",
     "InvalidEnvelope",
     "InvalidRoomName",
+    "JoinResult",
     "PayloadTooLarge",
+    "Position",
     "PresenceStore",
     "PubSubError",
     "Publisher",

@@ -40,13 +40,15 @@ Encoder = Callable[[bytes, bool], bytes]
 
 
 class Delivery:
-    """One broadcast (its payload and whether it is binary), each encoded form built at most once."""
+    """One broadcast (its payload, whether it is binary, its offset in the room's history or 0),
+    each encoded form built at most once."""
 
-    __slots__ = ("_encoder", "_form", "_message", "_others", "binary", "payload")
+    __slots__ = ("_encoder", "_form", "_message", "_others", "binary", "offset", "payload")
 
-    def __init__(self, payload: bytes, binary: bool) -> None:
+    def __init__(self, payload: bytes, binary: bool, offset: int = 0) -> None:
         self.payload = payload
         self.binary = binary
+        self.offset = offset
         self._message: Message | None = None
         # Most members use one form (the plain frame): it gets slots of its own, others a dict.
         self._encoder: Encoder | None = None

@@ -29,6 +29,7 @@ __all__ = [
     "encode_payload",
     "prepare",
     "room_channel",
+    "stamp",
     "validate_room",
     "worker_channel",
     "worker_of",
@@ -55,7 +56,11 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     """One message between workers.
 
     ``room`` is set for broadcasts, ``target`` (a connection id) for direct sends;
-    ``exclude`` is a connection id to skip; ``origin`` the publishing worker.
+    ``exclude`` is a connection id to skip; ``origin`` the publishing worker; ``is_json``:
+    the text payload is a JSON-encoded value (so history can give back what was sent).
+    ``offset`` and ``epoch`` are the message's position in its room's history, stamped by the
+    relay (:func:`stamp`); 0 and "" without history. Fields are only ever added at the end:
+    a worker ignores trailing fields it does not know, so versions can be mixed while deploying.
     """
 
     v: int
@@ -65,6 +70,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     target: str = ""
     exclude: str = ""
     origin: str = ""
+    is_json: bool = False
+    offset: int = 0
+    epoch: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -146,8 +154,27 @@ def prepare(
         raise PayloadTooLarge(
             f"Payload of {len(payload)} bytes is over max_message_size ({max_size} bytes); not sent"
         )
-    envelope = Envelope(VERSION, kind, payload, room or "", target or "", exclude_id or "", origin)
+    is_json = not isinstance(data, str | bytes | bytearray | memoryview)
+    envelope = Envelope(VERSION, kind, payload, room or "", target or "", exclude_id or "", origin, is_json)
     return channel, _encoder.encode(envelope)
+
+
+#: How an unstamped envelope ends: ``offset`` 0 and ``epoch`` "" (what :func:`stamp` replaces).
+UNSTAMPED_TAIL = b"\x00\xa0"
+#: Epochs are short strings (a msgpack fixstr), so a relay script can stamp them by hand.
+MAX_EPOCH_LENGTH = 31
+
+
+def stamp(data: bytes, offset: int, epoch: str) -> bytes:
+    """``data`` (an envelope from :func:`prepare`) with its history position set.
+
+    The relay stamps in the same atomic step that stores and publishes it; Redis does the same
+    in Lua, byte for byte: the two trailing fields become a msgpack uint64 and a fixstr.
+    """
+    raw_epoch = epoch.encode()
+    if not data.endswith(UNSTAMPED_TAIL) or len(raw_epoch) > MAX_EPOCH_LENGTH or not 0 < offset < 2**64:
+        raise ValueError(f"Cannot stamp offset {offset} and epoch {epoch!r} on this envelope")
+    return data[:-2] + b"\xcf" + offset.to_bytes(8, "big") + bytes((0xA0 | len(raw_epoch),)) + raw_epoch
 
 
 def worker_of(connection_id: str) -> str:

@@ -48,12 +48,16 @@ from .envelope import (
     worker_channel,
 )
 from .errors import BackendUnavailable, InvalidEnvelope
+from .history import Gap, History, Joiner, JoinResult, Position, RetentionPolicy
+from .recovery import Recovery
 
 __all__ = ["Hub", "HubStats", "Member"]
 
 logger = logging.getLogger("fasterapi.hub")
 
 ReconnectHook = Callable[[], Any]
+#: ``hook(room, gap)``, sync or async: messages of a room could not be recovered.
+GapHook = Callable[[str, Gap], Any]
 
 
 @dataclass
@@ -68,6 +72,8 @@ class HubStats:
     listener_errors: int = 0
     backend_reconnects: int = 0
     backend_outages: int = 0
+    history_repaired: int = 0
+    history_gaps: int = 0
 
 
 class Member(Protocol):
@@ -96,7 +102,12 @@ class Hub:
     """Rooms and broadcast for one worker, over any backend."""
 
     def __init__(
-        self, backend: str | Backend | None = None, *, presence: PresenceStore | None = None, **options: Any
+        self,
+        backend: str | Backend | None = None,
+        *,
+        presence: PresenceStore | None = None,
+        history: History | None = None,
+        **options: Any,
     ) -> None:
         self.config: HubConfig = HubConfig.load({"backend": backend if isinstance(backend, str) else None, **options})
         self.backend: Backend = backend if isinstance(backend, Backend) else backend_from_url(self.config.backend)
@@ -104,6 +115,12 @@ class Hub:
         if store is None:
             raise TypeError(f"{type(self.backend).__name__} keeps no presence: pass presence= a PresenceStore")
         self.presence: PresenceStore = store
+        self._retention = RetentionPolicy.from_settings(history, self.config.history_size, self.config.history_ttl)
+        #: Room history settings (None: off, and everything works as plain pub/sub).
+        self.history = self._retention.history
+        if self.history is not None and not self.backend.keeps_history:
+            raise TypeError(f"{type(self.backend).__name__} keeps no room history: history= needs another backend")
+        self.gap_hooks: list[GapHook] = []
         self._worker_id = secrets.token_hex(6)
         self._worker_pid = os.getpid()
         self.stats = HubStats()
@@ -122,6 +139,15 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pings: dict[bytes, asyncio.Future[None]] = {}
         self._lost_at: float | None = None
+        self.recovery = Recovery(
+            self.backend,
+            self._retention,
+            self._fan_out,
+            self.rooms.get,
+            self._report_gap,
+            self._count_repaired,
+            lambda coro, name: self._spawn(coro, name, forever=False),
+        )
 
     @property
     def worker_id(self) -> str:
@@ -203,39 +229,58 @@ class Hub:
         record = self.connections.get(connection_id)
         return () if record is None else record.rooms
 
-    async def join(self, member: Member, room: str) -> None:
-        """Put ``member`` in ``room``; returns once broadcasts to it reach the member."""
+    async def join(self, member: Member, room: str, since: Position | None = None) -> JoinResult:
+        """Put ``member`` in ``room``; returns once broadcasts to it reach the member.
+
+        With room history and ``since`` (the last position the client saw), every message after
+        it is delivered first, in order and once, if the history still holds them all
+        (``recovered``). ``position`` is the room's top (None without history).
+        """
         validate_room(room)
+        if since is not None and not isinstance(since, Position):
+            raise TypeError(f"since must be a Position, got {type(since).__name__}")
         await self.ensure_started()
         connection_id = member.id
         self.add(member)
         record = self.connections[connection_id]
         if room in record.rooms:
-            return
+            return JoinResult(False, self.recovery.position(room))
+        retention = self._retention(room)
+        sink: Sink = record.sink
+        if retention is not None and since is not None:
+            sink = Joiner(connection_id, sink)  # holds live messages while the history is read
         record.rooms = (*record.rooms, room)
         members = self.rooms.get(room)
+        new_room = members is None
         if members is None:
             members = self.rooms[room] = {}
-            members[connection_id] = record.sink
-            try:
-                async with self._subscription_lock:
-                    # Still wanted? A leave may have emptied the room while we waited.
-                    if self.rooms.get(room) is members:
-                        await self.backend.subscribe(room_channel(room))
-            except BaseException:
-                # Leave no phantom room behind a failed join.
-                record.rooms = tuple(r for r in record.rooms if r != room)
-                members.pop(connection_id, None)
-                if not members and self.rooms.get(room) is members:
-                    del self.rooms[room]
-                raise
-        else:
-            members[connection_id] = record.sink
-            # Wait for a subscription another join started, so that a broadcast sent after
-            # this join returns is received.
+            if retention is not None:
+                self.recovery.open(room)
+        members[connection_id] = sink
+        try:
+            # Also waits for a subscription another join started, so that a broadcast sent
+            # after this join returns is received.
             async with self._subscription_lock:
-                pass
+                # Still wanted? A leave may have emptied the room while we waited.
+                if new_room and self.rooms.get(room) is members:
+                    await self.backend.subscribe(room_channel(room))
+                    if retention is not None:
+                        await self.recovery.start(room, retention)
+            if isinstance(sink, Joiner) and retention is not None and since is not None:
+                result = await self.recovery.resume(room, retention, sink, since)
+            else:
+                result = JoinResult(False, self.recovery.position(room) if retention else None)
+        except BaseException:
+            # Leave no phantom room behind a failed join.
+            record.rooms = tuple(r for r in record.rooms if r != room)
+            if members.get(connection_id) is sink:
+                del members[connection_id]
+            if not members and self.rooms.get(room) is members:
+                del self.rooms[room]
+                self.recovery.close(room)
+            raise
         await self._presence_call(self.presence.add(room, [connection_id], self.config.presence_ttl))
+        return result
 
     async def leave(self, connection_id: str, room: str) -> None:
         """Take a connection out of ``room``. Leaving a room not joined is a no-op."""
@@ -265,6 +310,7 @@ class Hub:
             members.pop(connection_id, None)
             if not members:
                 del self.rooms[room]
+                self.recovery.close(room)
                 async with self._subscription_lock:
                     if room not in self.rooms:
                         await self.backend.unsubscribe(room_channel(room))
@@ -279,14 +325,18 @@ class Hub:
 
     # -- publishing ----------------------------------------------------------------------
 
-    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> None:
-        """Publish ``data`` to ``room`` on every worker. Raises BackendUnavailable when down."""
+    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> Position | None:
+        """Publish ``data`` to ``room`` on every worker; its position in the room's history, if kept.
+
+        Raises BackendUnavailable when the backend is down.
+        """
         channel, message = prepare(
             data, room=room, exclude=exclude, origin=self.worker_id, max_size=self.config.max_message_size
         )
         await self.ensure_started()
-        await self.backend.publish(channel, message)
+        position = await self.backend.publish(channel, message, self._retention(room))
         self.stats.published += 1
+        return position
 
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Publish ``data`` to one connection, on whichever worker holds it."""
@@ -296,6 +346,36 @@ class Hub:
         await self.ensure_started()
         await self.backend.publish(channel, message)
         self.stats.published += 1
+
+    # -- history -------------------------------------------------------------------------
+
+    async def room_history(
+        self, room: str, since: Position | None = None, limit: int = 100
+    ) -> list[tuple[Position, Any]]:
+        """The retained messages of ``room`` after ``since`` (else the newest ``limit``), as sent."""
+        validate_room(room)
+        await self.ensure_started()
+        return await self.recovery.read(room, since, limit)
+
+    def _report_gap(self, gap: Gap) -> None:
+        self.stats.history_gaps += 1
+        if gap.epoch_changed:
+            logger.warning("Room %r lost its history (a new epoch) after offset %d here", gap.room, gap.first - 1)
+        else:
+            logger.warning("Room %r: offsets %d..%d were no longer in its history", gap.room, gap.first, gap.last)
+        for hook in list(self.gap_hooks):
+            self._spawn(self._run_hook(hook, gap.room, gap), "room gap hook", forever=False)
+
+    def _count_repaired(self, messages: int) -> None:
+        self.stats.history_repaired += messages
+
+    async def _run_hook(self, hook: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = hook(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("Hook %r failed", hook)
 
     # -- presence ------------------------------------------------------------------------
 
@@ -392,16 +472,21 @@ class Hub:
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        delivery = Delivery(envelope.payload, envelope.kind != KIND_TEXT)
         if envelope.target:
             record = self.connections.get(envelope.target)
             if record is not None:
-                record.sink.deliver(delivery)
+                record.sink.deliver(Delivery(envelope.payload, envelope.kind != KIND_TEXT))
             return
-        members = self.rooms.get(envelope.room)
+        if envelope.offset:
+            self.recovery.receive(envelope)  # kept in the room's history: in order, once
+            return
+        self._fan_out(envelope.room, Delivery(envelope.payload, envelope.kind != KIND_TEXT), envelope.exclude)
+
+    def _fan_out(self, room: str, delivery: Delivery, exclude: str) -> None:
+        """Hand one broadcast to every local member of ``room`` but ``exclude``."""
+        members = self.rooms.get(room)
         if not members:
             return
-        exclude = envelope.exclude
         for connection_id, sink in members.items():
             if connection_id != exclude:
                 sink.deliver(delivery)
@@ -437,11 +522,9 @@ class Hub:
         # The backend may have lost its data (a restarted Redis keeps nothing): re-add presence.
         with contextlib.suppress(BackendUnavailable):
             await self._refresh_presence()
+        # Rooms with history catch up first (what a dropped subscriber missed is replayed),
+        # so the app's hooks see the rooms in order.
+        await self.recovery.resync()
         await self.check_relay()
         for hook in list(self.reconnect_hooks):
-            try:
-                result = hook()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("on_backend_reconnect hook %r failed", hook)
+            await self._run_hook(hook)

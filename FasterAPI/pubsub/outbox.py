@@ -22,8 +22,10 @@ __all__ = ["AsgiConnection", "Outbox"]
 
 logger = logging.getLogger("fasterapi.hub")
 
-#: How long the ASGI path waits for the 1013 close to be written (it waits behind a full buffer).
-CLOSE_WAIT = 5.0
+#: How long the ASGI path waits for the 1013 close to be written: it waits behind the client's
+#: full buffer, so a client that reads again within this long still learns why it was closed
+#: (one that never does is ended by the server's keepalive ping timeout).
+CLOSE_WAIT = 30.0
 
 
 class AsgiConnection(Protocol):

@@ -26,6 +26,7 @@ from ..config import HubConfig
 from .backends import backend_from_url
 from .backends.base import Backend
 from .envelope import Identified, prepare
+from .history import History, Position, RetentionPolicy
 
 T = TypeVar("T")
 
@@ -56,9 +57,13 @@ class Publisher:
     Do not mix the two on one instance.
     """
 
-    def __init__(self, backend: str | Backend, **backend_options: Any) -> None:
+    def __init__(self, backend: str | Backend, *, history: History | None = None, **backend_options: Any) -> None:
         self.backend = backend if isinstance(backend, Backend) else backend_from_url(backend, **backend_options)
-        self.max_message_size = HubConfig.load({}).max_message_size
+        config = HubConfig.load({})
+        self.max_message_size = config.max_message_size
+        #: The app's room history settings (``history=``, else FASTERAPI_HISTORY_SIZE / _TTL):
+        #: a broadcast to a room with history is stored with its position, as the app's are.
+        self._retention = RetentionPolicy.from_settings(history, config.history_size, config.history_ttl)
         self._started = False
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,16 +92,17 @@ class Publisher:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> None:
+    async def broadcast(self, room: str, data: Any, *, exclude: Identified | str | None = None) -> Position | None:
         """Send ``data`` to every member of ``room`` but ``exclude`` (a connection or its id).
 
-        Raises BackendUnavailable when the backend is down, as ``app.broadcast`` does.
+        Returns its position in the room's history (None without history). Raises
+        BackendUnavailable when the backend is down, as ``app.broadcast`` does.
         """
         channel, message = prepare(
             data, room=room, exclude=exclude, origin=PUBLISHER_ORIGIN, max_size=self.max_message_size
         )
         await self.start()
-        await self.backend.publish(channel, message)
+        return await self.backend.publish(channel, message, self._retention(room))
 
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Send ``data`` to one connection (a ``ws.id``) wherever it lives."""
@@ -110,9 +116,9 @@ class Publisher:
 
     def broadcast_sync(
         self, room: str, data: Any, *, exclude: Identified | str | None = None, timeout: float = 10.0
-    ) -> None:
+    ) -> Position | None:
         """Blocking :meth:`broadcast`, for code without an event loop."""
-        self._run(self.broadcast(room, data, exclude=exclude), timeout)
+        return self._run(self.broadcast(room, data, exclude=exclude), timeout)
 
     def send_to_sync(self, connection_id: str, data: Any, *, timeout: float = 10.0) -> None:
         """Blocking :meth:`send_to`."""

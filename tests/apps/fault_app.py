@@ -4,7 +4,8 @@ The backend comes from ``FASTERAPI_BACKEND`` (``memory://`` by default), the hub
 the other ``FASTERAPI_*`` variables. Logging is left as the server sets it up, so the tests
 see what an operator would see.
 
-* ``/ws/{room}``: joins ``room``, sends ``{"type": "hello", "pid", "id", "room"}``; then the
+* ``/ws/{room}?offset=&epoch=``: joins ``room`` (resuming after that position, when given),
+  sends ``{"type": "hello", "pid", "id", "room", "recovered", "position"}``; then the
   text command ``status`` answers with this worker's status, ``say:<text>`` broadcasts,
   ``concurrent:<n>`` sends n broadcasts at once.
 * ``/ws-json/{room}``: the same hello, then echoes every ``receive_json()`` message.
@@ -23,12 +24,19 @@ import os
 from typing import Any
 
 from FasterAPI import Faster, JSONResponse, Request, WebSocket, WebSocketDisconnect
-from FasterAPI.pubsub import BackendUnavailable, InvalidRoomName, PayloadTooLarge
+from FasterAPI.pubsub import BackendUnavailable, Gap, InvalidRoomName, PayloadTooLarge, Position
 
 app = Faster()
 
 #: How many times this worker's reconnect hook started, and how many resync rounds it finished.
 hook = {"runs": 0, "done": 0}
+#: The room gaps this worker reported (rooms with history, FASTERAPI_HISTORY_SIZE).
+gaps: list[dict[str, Any]] = []
+
+
+@app.on_room_gap
+def record_gap(room: str, gap: Gap) -> None:
+    gaps.append({"room": room, "first": gap.first, "last": gap.last, "epoch_changed": gap.epoch_changed})
 
 
 def rss_kb() -> int:
@@ -58,6 +66,7 @@ def worker_status() -> dict[str, Any]:
         "sinks": sorted({type(sink).__name__ for sink in sinks}),
         "hook_runs": hook["runs"],
         "hook_done": hook["done"],
+        "gaps": gaps,
         "stats": dataclasses.asdict(hub.stats),
         "rss_kb": rss_kb(),
         "fds": len(os.listdir("/proc/self/fd")),
@@ -89,15 +98,24 @@ async def resync() -> None:
     hook["done"] = n
 
 
-async def hello(ws: WebSocket, room: str) -> None:
+async def hello(ws: WebSocket, room: str, since: Position | None = None) -> None:
     await ws.accept()
-    await ws.join(room)
-    await ws.send_json({"type": "hello", "pid": os.getpid(), "id": ws.id, "room": room})
+    joined = await ws.join(room, since=since)
+    await ws.send_json(
+        {
+            "type": "hello",
+            "pid": os.getpid(),
+            "id": ws.id,
+            "room": room,
+            "recovered": joined.recovered,
+            "position": joined.position,
+        }
+    )
 
 
 @app.websocket("/ws/{room}")
-async def member(ws: WebSocket, room: str) -> None:
-    await hello(ws, room)
+async def member(ws: WebSocket, room: str, offset: int | None = None, epoch: str | None = None) -> None:
+    await hello(ws, room, None if offset is None or epoch is None else Position(offset, epoch))
     async for text in ws.iter_text():
         if text == "status":
             await ws.send_json(worker_status())

@@ -21,6 +21,8 @@ from fakeredis.aioredis import FakeAsyncRedisConnection
 from FasterAPI.pubsub.backends.base import Backend, BackendUnavailable, PresenceStore
 from FasterAPI.pubsub.backends.memory import MemoryBackend
 from FasterAPI.pubsub.backends.redis import RedisBackend
+from FasterAPI.pubsub.envelope import decode, prepare
+from FasterAPI.pubsub.history import Position, Retention
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -490,3 +492,73 @@ def test_backend_from_url_picks_the_backend_by_scheme(monkeypatch: pytest.Monkey
     monkeypatch.setitem(BACKENDS, "missing", "FasterAPI.pubsub.backends.not_installed:Nothing")
     with pytest.raises(ImportError, match=r"pip install 'fasterapi-hub\[redis\]'"):
         backend_from_url("missing://x")
+
+
+# -- room history (Backend.keeps_history) -------------------------------------------------
+
+
+def kept(n: int) -> bytes:
+    """An unstamped envelope, as the hub's publish step makes them."""
+    return prepare(f"m{n}", room="h", origin="contract", max_size=1024)[1]
+
+
+def test_history_positions_stamps_and_reads(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        async with started(make_backend(), listener) as backend:
+            assert backend.keeps_history
+            retention = Retention("h", 3, 60.0)
+            empty = await backend.read_history(retention, 0, 10)
+            assert (empty.top, empty.entries) == (0, []) and empty.epoch
+            await backend.subscribe("room:h")
+            positions = [await backend.publish("room:h", kept(n), retention) for n in range(1, 6)]
+            assert positions == [Position(n, empty.epoch) for n in range(1, 6)]  # the read's epoch, kept
+            await listener.wait_for(lambda: len(listener.on("room:h")) == 5, "five stamped messages")
+            live = [decode(data) for data in listener.on("room:h")]
+            expected = [(n, empty.epoch, f"m{n}".encode()) for n in range(1, 6)]
+            assert [(e.offset, e.epoch, e.payload) for e in live] == expected
+            found = await backend.read_history(retention, 0, 10)
+            assert found.top == 5 and [decode(d).offset for d in found.entries] == [3, 4, 5]  # size 3
+            assert found.entries == listener.on("room:h")[2:]  # stored exactly as published
+            assert [decode(d).offset for d in (await backend.read_history(retention, 3, 1)).entries] == [4]
+            assert (await backend.read_history(retention, 5, 10)).entries == []
+            tops = await backend.history_tops(["h", "never"])
+            assert tops == {"h": Position(5, empty.epoch), "never": None}
+            with pytest.raises(ValueError, match="envelope"):
+                await backend.publish("room:h", b"not an envelope", retention)
+            assert (await backend.history_tops(["h"]))["h"] == Position(5, empty.epoch)  # nothing kept
+
+    run(main())
+
+
+def test_history_expires_after_ttl_and_comes_back_with_a_new_epoch(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        async with started(make_backend(), RecordingListener()) as backend:
+            retention = Retention("t", 10, 0.3)
+            first = await backend.publish("room:t", kept(1), retention)
+            assert first is not None and first.offset == 1
+
+            async def gone() -> bool:
+                return (await backend.history_tops(["t"]))["t"] is None
+
+            await poll_until(gone, "the history to expire")
+            again = await backend.publish("room:t", kept(2), retention)
+            assert again is not None and again.offset == 1 and again.epoch != first.epoch
+            assert [decode(d).payload for d in (await backend.read_history(retention, 0, 10)).entries] == [b"m2"]
+
+    run(main())
+
+
+def test_history_is_shared_by_every_worker(make_shared_backend: BackendFactory) -> None:
+    async def main() -> None:
+        async with (
+            started(make_shared_backend(), RecordingListener()) as one,
+            started(make_shared_backend(), RecordingListener()) as two,
+        ):
+            retention = Retention("s", 10, 60.0)
+            a = await one.publish("room:s", kept(1), retention)
+            b = await two.publish("room:s", kept(2), retention)
+            assert a is not None and b is not None and (a.offset, b.offset) == (1, 2) and a.epoch == b.epoch
+            assert (await one.history_tops(["s"]))["s"] == b
+
+    run(main())

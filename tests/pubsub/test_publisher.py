@@ -14,6 +14,7 @@ from FasterAPI.pubsub import Publisher
 from FasterAPI.pubsub.backends.memory import MemoryBackend
 from FasterAPI.pubsub.envelope import decode, room_channel, worker_channel
 from FasterAPI.pubsub.errors import BackendUnavailable, InvalidRoomName, PayloadTooLarge, PubSubError
+from FasterAPI.pubsub.history import History, Position, Retention
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,9 +47,9 @@ class Recorder(MemoryBackend):
         super().__init__()
         self.published: list[tuple[str, bytes]] = []
 
-    async def publish(self, channel: str, data: bytes) -> None:
+    async def publish(self, channel: str, data: bytes, retention: Retention | None = None) -> Position | None:
         self.published.append((channel, data))
-        await super().publish(channel, data)
+        return await super().publish(channel, data, retention)
 
 
 class Member:
@@ -92,3 +93,21 @@ def test_every_pubsub_error_shares_one_base() -> None:
     asyncio.run(scenario())
     for error_class in (InvalidRoomName, PayloadTooLarge):
         assert issubclass(error_class, PubSubError) and issubclass(error_class, ValueError)
+
+
+def test_a_publisher_keeps_history_as_the_app_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        backend = MemoryBackend()
+        async with Publisher(backend, history=History(size=10, ttl=60)) as publisher:
+            first = await publisher.broadcast("r", "a")
+            second = await publisher.broadcast("r", {"b": 1})
+            assert first is not None and second == Position(2, first.epoch)
+        monkeypatch.setenv("FASTERAPI_HISTORY_SIZE", "5")
+        async with Publisher(MemoryBackend()) as from_environment:
+            position = await from_environment.broadcast("r", "x")
+            assert position is not None and position.offset == 1
+        monkeypatch.delenv("FASTERAPI_HISTORY_SIZE")
+        async with Publisher(MemoryBackend()) as plain:
+            assert await plain.broadcast("r", "x") is None
+
+    asyncio.run(scenario())

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import pytest
 
-from FasterAPI.pubsub.backends._reconnect import Backoff, Supervisor, redact_url
+from FasterAPI.pubsub.backends._reconnect import Backoff, Supervisor
+from FasterAPI.pubsub.backends._url import redact_url
 
 from .test_backend_contract import RecordingListener, run
 

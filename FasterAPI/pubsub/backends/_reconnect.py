@@ -14,11 +14,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from .base import BackendListener, describe_error, wall_clock
 
-__all__ = ["Backoff", "Supervised", "Supervisor", "check_cancelled", "redact_url"]
+__all__ = ["Backoff", "Supervised", "Supervisor", "check_cancelled"]
 
 log = logging.getLogger("fasterapi.backends.reconnect")
 
@@ -57,16 +56,6 @@ class Backoff:
     def reset(self) -> None:
         """Start again from ``base`` (after a successful connection)."""
         self.attempts = 0
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password, fit for logs."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def check_cancelled() -> None:

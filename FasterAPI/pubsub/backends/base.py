@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import abc
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, Self
 
 from ..errors import BackendUnavailable
+from ..history import HistoryRange, Position, Retention
 
 __all__ = ["Backend", "BackendListener", "BackendUnavailable", "PresenceStore", "describe_error", "wall_clock"]
 
@@ -101,6 +102,12 @@ class Backend(abc.ABC):
       with ``on_connection_lost``; ``available`` is False from the first to the second.
     - **Listener errors.** An exception raised by the listener is logged and counted, and
       delivery goes on.
+    - **History** (when :attr:`keeps_history`). ``publish`` with a :class:`Retention` stores
+      the message in the room's history and publishes it stamped with its position
+      (``envelope.stamp``) in one atomic step, and returns that :class:`Position`: offsets
+      start at 1 and grow by exactly 1 per message; the epoch is made when the room has no
+      history (new, expired, or lost with the relay's data) and changes only then.
+      :meth:`read_history` and :meth:`history_tops` read it back.
     """
 
     #: True while the backend can publish and receive.
@@ -108,6 +115,9 @@ class Backend(abc.ABC):
 
     #: The presence store this backend brings, or None when presence must come from elsewhere.
     presence: PresenceStore | None = None
+
+    #: True when this backend keeps room history (``publish`` with a Retention, the reads).
+    keeps_history: bool = False
 
     @classmethod
     @abc.abstractmethod
@@ -128,8 +138,22 @@ class Backend(abc.ABC):
         """Stop listening and close every connection. Safe to call twice; bounded in time."""
 
     @abc.abstractmethod
-    async def publish(self, channel: str, data: bytes) -> None:
-        """Send ``data`` to every subscriber of ``channel``; :class:`BackendUnavailable` when down."""
+    async def publish(self, channel: str, data: bytes, retention: Retention | None = None) -> Position | None:
+        """Send ``data`` to every subscriber of ``channel``; :class:`BackendUnavailable` when down.
+
+        With ``retention``, also keep it in that room's history; returns its position (else None).
+        """
+
+    async def read_history(self, retention: Retention, after: int, limit: int) -> HistoryRange:
+        """The room's epoch and top, and up to ``limit`` stored envelopes with an offset above ``after``.
+
+        A room without history gets a new epoch here (top 0), which its next publish keeps.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no room history")
+
+    async def history_tops(self, rooms: Sequence[str]) -> dict[str, Position | None]:
+        """The top position of each room's history (None: it has none), in one round trip."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no room history")
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:

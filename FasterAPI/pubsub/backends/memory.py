@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+from ..envelope import stamp
+from ..history import HistoryRange, Position, Retention
 from .base import Backend, BackendListener, BackendUnavailable, PresenceStore
 
 __all__ = ["MemoryBackend", "MemoryPresence"]
@@ -75,6 +79,18 @@ class MemoryPresence(PresenceStore):
         return len(self._live(room))
 
 
+class _RoomLog:
+    """One room's history: its epoch, its top offset and its last ``size`` stamped envelopes."""
+
+    __slots__ = ("entries", "epoch", "expires", "top")
+
+    def __init__(self, size: int) -> None:
+        self.epoch = secrets.token_hex(8)
+        self.top = 0
+        self.entries: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=size)
+        self.expires = 0.0
+
+
 class MemoryBackend(Backend):
     """Relays messages inside one process; :attr:`presence` is a :class:`MemoryPresence`.
 
@@ -84,8 +100,12 @@ class MemoryBackend(Backend):
     event-loop callback too).
     """
 
+    keeps_history = True
+
     def __init__(self) -> None:
         self.available = False
+        #: room -> its history; a log whose ttl passed is gone, as a Redis key would be.
+        self._logs: dict[str, _RoomLog] = {}
         self._listener: BackendListener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: set[str] = set()
@@ -119,19 +139,62 @@ class MemoryBackend(Backend):
         self.available = False
         self._listener = None
         self.presence.clear()
+        self._logs.clear()
 
     def _check(self) -> None:
         if not self.available:
             raise BackendUnavailable("memory backend is not started")
 
-    async def publish(self, channel: str, data: bytes) -> None:
-        """Queue ``data`` for this worker's listener if ``channel`` is subscribed."""
+    async def publish(self, channel: str, data: bytes, retention: Retention | None = None) -> Position | None:
+        """Queue ``data`` for this worker's listener if ``channel`` is subscribed.
+
+        With ``retention`` it is first kept in the room's history and stamped with its position.
+        """
         self._check()
+        position = None
+        if retention is not None:
+            log = self._log(retention)
+            data = stamp(data, log.top + 1, log.epoch)  # raises before anything is kept
+            log.top += 1
+            log.entries.append((log.top, data))
+            position = Position(log.top, log.epoch)
         if channel in self._channels:
             assert self._loop is not None
             # A network backend hands back bytes whatever went in; do the same.
             payload = data if type(data) is bytes else bytes(data)
             self._loop.call_soon(self._deliver, channel, payload)
+        return position
+
+    def _log(self, retention: Retention, *, published: bool = True) -> _RoomLog:
+        """The room's history, made anew (a new epoch) when it has none or it expired.
+
+        A publish keeps it ``ttl`` seconds more; a read only sets the ttl of a new one.
+        """
+        now = time.monotonic()
+        log = self._logs.get(retention.room)
+        if log is None or log.expires <= now:
+            log = self._logs[retention.room] = _RoomLog(retention.size)
+        elif not published:
+            return log
+        log.expires = now + retention.ttl
+        return log
+
+    async def read_history(self, retention: Retention, after: int, limit: int) -> HistoryRange:
+        """The room's epoch, top and up to ``limit`` stored envelopes above ``after``."""
+        self._check()
+        log = self._log(retention, published=False)
+        entries = [data for offset, data in log.entries if offset > after][: max(limit, 0)]
+        return HistoryRange(log.epoch, log.top, entries)
+
+    async def history_tops(self, rooms: Sequence[str]) -> dict[str, Position | None]:
+        """Each room's top position, or None when it has no (unexpired) history."""
+        self._check()
+        now = time.monotonic()
+        tops: dict[str, Position | None] = {}
+        for room in rooms:
+            log = self._logs.get(room)
+            tops[room] = Position(log.top, log.epoch) if log is not None and log.expires > now else None
+        return tops
 
     def _deliver(self, channel: str, data: bytes) -> None:
         # Checked at delivery time, not publish time: an unsubscribe (or stop) between the two

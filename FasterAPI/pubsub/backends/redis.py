@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.client import PubSub
@@ -20,8 +19,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._reconnect import Backoff, Supervisor, check_cancelled, redact_url
+from ..history import HistoryRange, Position, Retention
+from ._reconnect import Backoff, Supervisor, check_cancelled
+from ._url import redact_url, split_options
 from .base import Backend, BackendListener, BackendUnavailable, describe_error
+from .redis_history import RedisHistory
 from .redis_presence import RedisPresence
 
 __all__ = ["RedisBackend"]
@@ -32,13 +34,10 @@ log = logging.getLogger("fasterapi.backends.redis")
 # flood on the subscriber connection cannot starve the rest of the worker.
 _MAX_BATCH = 1000
 
-# Connections at most in the publish/presence pool of one worker (``?max_connections=`` in
-# the URL changes it).
+# Connections at most in one worker's command pool (``?max_connections=`` in the URL changes it).
 _PUBLISH_POOL_SIZE = 50
 
-# Backend options that may also be given in the URL query (``redis://h/0?prefix=app1:``). They
-# are taken out of the URL before redis-py sees it, since redis-py would hand unknown query
-# arguments to its connection class.
+# Backend options that may also be given in the URL query (``redis://h/0?prefix=app1:``).
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "prefix": str,
     "health_check_interval": float,
@@ -54,7 +53,7 @@ _Session = tuple[PubSub, list[dict[str, Any]]]
 
 
 class RedisBackend(Backend):
-    """Pub/sub and presence over one Redis server (or anything that speaks its protocol).
+    """Pub/sub, presence and room history over one Redis server (or anything that speaks its protocol).
 
     Connections: per backend instance (so per worker process) exactly one subscriber
     connection, named ``f"{prefix}sub"``, however many channels are subscribed, and one
@@ -84,12 +83,15 @@ class RedisBackend(Backend):
     ``2 * health_check_interval`` (10 s by default). Commands on the pool time out after
     ``socket_timeout`` and connection attempts after ``connect_timeout``.
 
-    Presence: :attr:`presence` is a :class:`~.redis_presence.RedisPresence` on the same pool.
+    Presence (:attr:`presence`, a :class:`~.redis_presence.RedisPresence`) and room history
+    (:class:`~.redis_history.RedisHistory`) use the same pool.
 
     ``pool_options`` are extra keyword arguments for redis-py's ``ConnectionPool.from_url``
     (both pools, and so for each connection); tests use them to plug in fakeredis
     (``{"connection_class": FakeAsyncRedisConnection, "server": FakeServer()}``).
     """
+
+    keeps_history = True
 
     def __init__(
         self,
@@ -118,6 +120,7 @@ class RedisBackend(Backend):
         self.backoff = Backoff(backoff_base, backoff_cap)
         #: Presence in sorted sets, on the command pool, failing fast exactly when publish does.
         self.presence: RedisPresence = RedisPresence(prefix, self._guard)
+        self._history = RedisHistory(prefix, self._guard)
         self._supervisor: Supervisor[_Session] = Supervisor(
             self,
             name="Redis",
@@ -158,16 +161,7 @@ class RedisBackend(Backend):
         keyword ``options`` win over them. Everything else in the URL (password, TLS, db,
         redis-py query options) goes to redis-py untouched.
         """
-        parts = urlsplit(url)
-        query: list[tuple[str, str]] = []
-        from_query: dict[str, Any] = {}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            parse = _URL_OPTIONS.get(key)
-            if parse is None:
-                query.append((key, value))
-            else:
-                from_query[key] = parse(value)
-        clean = urlunsplit(parts._replace(query=urlencode(query)))
+        clean, from_query = split_options(url, _URL_OPTIONS)
         return cls(clean, **{**from_query, **options})
 
     @property
@@ -354,11 +348,9 @@ class RedisBackend(Backend):
             raise RedisConnectionError("the subscriber connection was closed")
 
     async def _send(self, pubsub: PubSub, *args: str) -> None:
-        """Write a command on the subscriber connection without reading the reply.
+        """Write a command on the subscriber connection; its reply comes through the listener.
 
-        The reply comes back through the listener. PubSub's own methods are not used here
-        because they reconnect a closed connection on their own.
-        """
+        (PubSub's own methods would reconnect a closed connection on their own.)"""
         self._check_connected(pubsub)
         assert pubsub.connection is not None
         await pubsub.connection.send_command(*args, check_health=False)
@@ -395,9 +387,8 @@ class RedisBackend(Backend):
                     await connection.disconnect(nowait=True)
 
     async def _drop_idle_pub_connections(self) -> None:
-        # After a restart of Redis the pooled connections are dead sockets; close them now
-        # rather than find out on the next publish. Connections in use are left to their
-        # command, which disconnects them if it fails.
+        # After a restart of Redis the pooled connections are dead sockets: close the idle ones
+        # now rather than find out on the next publish (a failing command drops its own).
         pool = self._pub_pool
         if pool is None:
             return
@@ -409,10 +400,22 @@ class RedisBackend(Backend):
 
     # Pub/sub
 
-    async def publish(self, channel: str, data: bytes) -> None:
-        """Publish ``data`` on ``channel``; raises :class:`BackendUnavailable` when Redis is down."""
+    async def publish(self, channel: str, data: bytes, retention: Retention | None = None) -> Position | None:
+        """Publish ``data`` on ``channel``; raises :class:`BackendUnavailable` when Redis is down.
+
+        With ``retention``, one Lua script stores, stamps and publishes it (``redis_history``).
+        """
+        if retention is not None:
+            return await self._history.publish(self._key(channel), data, retention)
         with self._guard("publish to", channel) as client:
             await client.publish(self._key(channel), data)
+        return None
+
+    async def read_history(self, retention: Retention, after: int, limit: int) -> HistoryRange:
+        return await self._history.read(retention, after, limit)
+
+    async def history_tops(self, rooms: Sequence[str]) -> dict[str, Position | None]:
+        return await self._history.tops(rooms)
 
     async def subscribe(self, channel: str) -> None:
         """Start receiving ``channel``. Idempotent; never raises for a connection problem.
