@@ -7,7 +7,8 @@ backend                    FASTERAPI_BACKEND               ``memory://``
 send_queue_size            FASTERAPI_SEND_QUEUE_SIZE       512 messages per connection
 overflow                   FASTERAPI_OVERFLOW              ``close`` (1013), or ``drop_oldest``
 max_message_size           FASTERAPI_MAX_MESSAGE_SIZE      1 MiB per broadcast payload
-presence_ttl               FASTERAPI_PRESENCE_TTL          30 s (a dead worker's entries expire by then)
+presence_ttl               FASTERAPI_PRESENCE_TTL          10 s: a dead worker's members stop counting by
+                                                           then (one heartbeat per worker per ttl/3)
 health_interval            FASTERAPI_HEALTH_INTERVAL       5 s between end-to-end relay self-pings
 history_size               FASTERAPI_HISTORY_SIZE          0: no room history; else the messages kept
                                                            per room (``Faster(history=History(...))``)
@@ -68,7 +69,7 @@ class HubConfig(_Settings):
     send_queue_size: int = 512
     overflow: Overflow = Overflow.CLOSE
     max_message_size: int = 1024 * 1024
-    presence_ttl: float = 30.0
+    presence_ttl: float = 10.0
     health_interval: float = 5.0
     history_size: int = 0
     history_ttl: float = 300.0

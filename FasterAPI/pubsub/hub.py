@@ -11,8 +11,9 @@ and every worker with local members of the room decodes it once and hands one sh
 The hub keeps its own record of each connection (its sink and its rooms); a connection is
 known from :meth:`Hub.add` (a WebSocket's accept, or its first join) until :meth:`Hub.discard`.
 
-Presence entries carry a time to live (``presence_ttl``); a living worker refreshes its own
-every third of it, so the entries of a worker that died without cleanup vanish within
+Presence costs one heartbeat per worker every ``presence_ttl / 3``, whatever the number of
+rooms: members are written when they join and leave, and count only while their worker's
+heartbeat lasts, so the members of a worker that died without cleanup stop counting within
 ``presence_ttl`` seconds.
 """
 
@@ -175,7 +176,9 @@ class Hub:
             await self.backend.start(self)
             await self.backend.subscribe(worker_channel(self.worker_id))
             self._started = True
-            self._spawn(self._keep_presence(), "presence refresher")
+            with contextlib.suppress(BackendUnavailable):  # the reconnect does it otherwise
+                await self._heartbeat()
+            self._spawn(self._keep_presence(), "presence heartbeat")
             self._spawn(self._watch_relay(), "relay health check")
             logger.info("Hub %s (pid %d) started on %s", self.worker_id, os.getpid(), type(self.backend).__name__)
 
@@ -279,7 +282,7 @@ class Hub:
                 del self.rooms[room]
                 self.recovery.close(room)
             raise
-        await self._presence_call(self.presence.add(room, [connection_id], self.config.presence_ttl))
+        await self._presence_call(self.presence.add(room, [connection_id]))
         return result
 
     async def leave(self, connection_id: str, room: str) -> None:
@@ -394,29 +397,34 @@ class Hub:
         while self._started:
             await asyncio.sleep(interval)
             try:
-                await self._refresh_presence()
+                await self._heartbeat()
             except BackendUnavailable:
                 pass
             except Exception:
-                logger.exception("Presence refresh failed")
+                logger.exception("Presence heartbeat failed")
 
-    async def _refresh_presence(self) -> None:
-        ttl = self.config.presence_ttl
+    async def _heartbeat(self) -> None:
+        """One write per interval, whatever the number of rooms; members again only if it lapsed."""
+        if await self.presence.heartbeat(self.worker_id, self.config.presence_ttl):
+            await self._add_all_presence()
+
+    async def _add_all_presence(self) -> None:
         for room, members in list(self.rooms.items()):
             if not members:
                 continue
             try:
-                await self.presence.add(room, list(members), ttl)
+                await self.presence.add(room, list(members))
             except BackendUnavailable:
                 raise
             except Exception:
-                # One bad room must not stop the refresh of the others.
-                logger.exception("Presence refresh of room %r failed", room)
+                # One bad room must not stop the others.
+                logger.exception("Presence of room %r could not be written", room)
 
     async def _remove_all_presence(self) -> None:
         for room, members in list(self.rooms.items()):
             if members:
                 await self.presence.remove(room, list(members))
+        await self.presence.retire(self.worker_id)
 
     # -- the relay's health --------------------------------------------------------------
 
@@ -519,9 +527,10 @@ class Hub:
             self._spawn(self._after_reconnect(), "reconnect follow-up", forever=False)
 
     async def _after_reconnect(self) -> None:
-        # The backend may have lost its data (a restarted Redis keeps nothing): re-add presence.
+        # The backend may have lost its data (a restarted Redis keeps nothing): write presence again.
         with contextlib.suppress(BackendUnavailable):
-            await self._refresh_presence()
+            await self.presence.heartbeat(self.worker_id, self.config.presence_ttl)
+            await self._add_all_presence()
         # Rooms with history catch up first (what a dropped subscriber missed is replayed),
         # so the app's hooks see the rooms in order.
         await self.recovery.resync()

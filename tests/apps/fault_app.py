@@ -11,6 +11,7 @@ see what an operator would see.
 * ``/ws-json/{room}``: the same hello, then echoes every ``receive_json()`` message.
 * ``/guarded``: a WebSocket that only ``http://good.example`` pages may open.
 * ``POST /broadcast/{room}`` (the body as text), ``POST /burst/{room}?count=&size=``.
+* ``POST /occupy/{count}``: ``count`` new rooms on the answering worker, one socket-less member each.
 * ``/healthz`` (503 unless the relay answers a self-ping), ``/worker`` and ``/stats``.
 * On a backend reconnect every worker counts it and sends each local connection
   ``{"type": "resync", "pid", "n"}`` through the relay.
@@ -25,6 +26,7 @@ from typing import Any
 
 from FasterAPI import Faster, JSONResponse, Request, WebSocket, WebSocketDisconnect
 from FasterAPI.pubsub import BackendUnavailable, Gap, InvalidRoomName, PayloadTooLarge, Position
+from FasterAPI.pubsub.delivery import Delivery, Sink, SinkSettings
 
 app = Faster()
 
@@ -167,6 +169,46 @@ async def burst(room: str, count: int = 100, size: int = 1000) -> dict[str, Any]
         await asyncio.sleep(0)
     await app.broadcast(room, "end")
     return {"pid": os.getpid(), "seconds": loop.time() - started}
+
+
+class _Idle(Sink):
+    """A member without a socket: it takes broadcasts and drops them (for presence load tests)."""
+
+    def __init__(self, connection_id: str) -> None:
+        self.id = connection_id
+
+    def open_sink(self, settings: SinkSettings) -> Sink:
+        return self
+
+    def deliver(self, delivery: Delivery) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    @property
+    def label(self) -> str:
+        return f"idle member {self.id}"
+
+    def drop_oldest(self) -> None:
+        pass
+
+    def close_for_overflow(self) -> None:
+        pass
+
+
+@app.post("/occupy/{count}")
+async def occupy(count: int) -> dict[str, int]:
+    """Put one socket-less member in each of ``count`` new rooms of this worker."""
+    hub = app.hub
+    for _ in range(count):
+        member = _Idle(hub.new_connection_id())
+        await hub.join(member, f"idle-{member.id}")
+    return {"pid": os.getpid(), "rooms": len(hub.rooms)}
 
 
 @app.get("/healthz")

@@ -332,51 +332,50 @@ def test_presence_add_members_count_remove(make_backend: BackendFactory) -> None
         listener = RecordingListener()
         async with started(make_backend(), listener) as backend:
             store = presence(backend)
+            assert await store.heartbeat("w1", 30) is True  # never set before
+            assert await store.heartbeat("w1", 30) is False
             assert await store.members("lobby") == []
             assert await store.count("lobby") == 0
-            await store.add("lobby", ["c1", "c2"], ttl=30)
-            await store.add("lobby", iter(["c3"]), ttl=30)
-            await store.add("lobby", ["c1"], ttl=30)  # refresh, not a duplicate
-            await store.add("other", ["x"], ttl=30)
-            assert sorted(await store.members("lobby")) == ["c1", "c2", "c3"]
+            await store.add("lobby", ["w1.1", "w1.2"])
+            await store.add("lobby", iter(["w1.3"]))
+            await store.add("lobby", ["w1.1"])  # not a duplicate
+            await store.add("other", ["w1.9"])
+            assert sorted(await store.members("lobby")) == ["w1.1", "w1.2", "w1.3"]
             assert await store.count("lobby") == 3
-            await store.remove("lobby", ["c2", "not-there"])
-            assert sorted(await store.members("lobby")) == ["c1", "c3"]
+            await store.remove("lobby", ["w1.2", "w1.404"])
+            assert sorted(await store.members("lobby")) == ["w1.1", "w1.3"]
             assert await store.count("lobby") == 2
-            await store.remove("lobby", ["c1", "c3"])
-            await store.remove("empty-room", ["c1"])
-            await store.add("lobby", [], ttl=30)
+            await store.remove("lobby", ["w1.1", "w1.3"])
+            await store.remove("empty-room", ["w1.1"])
+            await store.add("lobby", [])
             assert await store.members("lobby") == []
             assert await store.count("lobby") == 0
-            assert await store.members("other") == ["x"]
+            assert await store.members("other") == ["w1.9"]
 
     run(main())
 
 
-def test_presence_entries_expire(make_backend: BackendFactory) -> None:
+def test_presence_counts_members_only_while_their_worker_beats(make_backend: BackendFactory) -> None:
     async def main() -> None:
         listener = RecordingListener()
         async with started(make_backend(), listener) as backend:
             store = presence(backend)
-            await store.add("room", ["short"], ttl=0.2)
-            await store.add("room", ["long"], ttl=30)
-            await store.add("room", ["refreshed"], ttl=0.2)
-            await store.add("room", ["refreshed"], ttl=30)
-            assert await store.count("room") == 3
+            await store.heartbeat("alive", 30)
+            await store.heartbeat("dying", 0.2)
+            await store.add("room", ["alive.1", "dying.1", "dying.2", "never.1"])
+            assert sorted(await store.members("room")) == ["alive.1", "dying.1", "dying.2"]  # never beat
 
-            async def expired() -> bool:
-                return await store.count("room") == 2
+            async def only_the_living() -> bool:
+                return await store.count("room") == 1
 
-            await poll_until(expired, "the short entry to expire", timeout=5)
-            assert sorted(await store.members("room")) == ["long", "refreshed"]
-
-            await store.add("gone", ["a", "b"], ttl=0.2)
-
-            async def room_empty() -> bool:
-                return await store.members("gone") == []
-
-            await poll_until(room_empty, "the whole room to expire", timeout=5)
-            assert await store.count("gone") == 0
+            await poll_until(only_the_living, "the dying worker's heartbeat to run out", timeout=5)
+            assert await store.members("room") == ["alive.1"]
+            # Its heartbeat lapsed, so its members may have been swept: it is told to add them again.
+            assert await store.heartbeat("dying", 30) is True
+            await store.add("room", ["dying.1"])
+            assert sorted(await store.members("room")) == ["alive.1", "dying.1"]
+            await store.retire("alive")  # a clean stop: its members stop counting at once
+            assert await store.members("room") == ["dying.1"]
 
     run(main())
 
@@ -389,7 +388,11 @@ def test_operations_before_start_raise_unavailable(make_backend: BackendFactory)
         with pytest.raises(BackendUnavailable):
             await backend.publish("a", b"x")
         with pytest.raises(BackendUnavailable):
-            await store.add("room", ["m"], ttl=1)
+            await store.add("room", ["w.1"])
+        with pytest.raises(BackendUnavailable):
+            await store.heartbeat("w", 1)
+        with pytest.raises(BackendUnavailable):
+            await store.retire("w")
         with pytest.raises(BackendUnavailable):
             await store.members("room")
         with pytest.raises(BackendUnavailable):
@@ -471,10 +474,12 @@ def test_presence_is_shared_between_workers(make_shared_backend: BackendFactory)
             started(make_shared_backend(), RecordingListener()) as a,
             started(make_shared_backend(), RecordingListener()) as b,
         ):
-            await presence(a).add("lobby", ["from-a"], ttl=30)
-            await presence(b).add("lobby", ["from-b"], ttl=30)
-            assert sorted(await presence(a).members("lobby")) == ["from-a", "from-b"]
-            await presence(b).remove("lobby", ["from-a"])
+            await presence(a).heartbeat("a", 30)
+            await presence(b).heartbeat("b", 30)
+            await presence(a).add("lobby", ["a.1"])
+            await presence(b).add("lobby", ["b.1"])
+            assert sorted(await presence(a).members("lobby")) == ["a.1", "b.1"]
+            await presence(b).remove("lobby", ["a.1"])
             assert await presence(a).count("lobby") == 1
 
     run(main())

@@ -120,8 +120,9 @@ def test_password_in_url() -> None:
                 assert backend.available
                 await backend.subscribe("room")
                 await roundtrip(backend, listener)
-                await backend.presence.add("lobby", ["a"], ttl=5)
-                assert await backend.presence.members("lobby") == ["a"]
+                await backend.presence.heartbeat("a", 5)
+                await backend.presence.add("lobby", ["a.1"])
+                assert await backend.presence.members("lobby") == ["a.1"]
             finally:
                 await backend.stop()
 
@@ -159,7 +160,8 @@ def test_rediss_tls_with_password(tmp_path: Path) -> None:
                 assert backend.available
                 await backend.subscribe("room")
                 await roundtrip(backend, listener)
-                await backend.presence.add("lobby", ["a"], ttl=5)
+                await backend.presence.heartbeat("a", 5)
+                await backend.presence.add("lobby", ["a.1"])
                 assert await backend.presence.count("lobby") == 1
             finally:
                 await backend.stop()
@@ -196,12 +198,13 @@ def test_prefixes_isolate_apps_on_one_server(redis_server: RedisServer) -> None:
             assert one_listener.on("room")[0] == b"for app1"
             assert two_listener.on("room")[0] == b"for app2"
 
-            await one.presence.add("lobby", ["a", "b"], ttl=30)
+            await one.presence.heartbeat("w", 30)
+            await one.presence.add("lobby", ["w.1", "w.2"])
             assert await two.presence.count("lobby") == 0
-            assert sorted(await one.presence.members("lobby")) == ["a", "b"]
+            assert sorted(await one.presence.members("lobby")) == ["w.1", "w.2"]
             keys = sorted(redis_server.admin.keys("*"))
-            assert keys == [b"app1:presence:lobby"]
-            assert 0 < redis_server.admin.pttl("app1:presence:lobby") <= 30_000
+            assert keys == [b"app1:presence-workers", b"app1:presence:{lobby}"]
+            assert 0 < redis_server.admin.zscore("app1:presence-workers", "w") - time.time() * 1000 <= 30_000
         finally:
             await one.stop()
             await two.stop()
@@ -426,7 +429,7 @@ def test_publish_while_down_raises_at_once(redis_server: RedisServer) -> None:
                 assert time.perf_counter() - started < 0.05
             started = time.perf_counter()
             with pytest.raises(BackendUnavailable):
-                await backend.presence.add("lobby", ["a"], ttl=5)
+                await backend.presence.add("lobby", ["a.1"])
             with pytest.raises(BackendUnavailable):
                 await backend.presence.count("lobby")
             assert time.perf_counter() - started < 0.05

@@ -20,7 +20,15 @@ from typing import Any, Protocol, Self
 from ..errors import BackendUnavailable
 from ..history import HistoryRange, Position, Retention
 
-__all__ = ["Backend", "BackendListener", "BackendUnavailable", "PresenceStore", "describe_error", "wall_clock"]
+__all__ = [
+    "Backend",
+    "BackendListener",
+    "BackendUnavailable",
+    "PresenceStore",
+    "describe_error",
+    "wall_clock",
+    "worker_part",
+]
 
 
 def describe_error(error: BaseException | None) -> str:
@@ -33,6 +41,11 @@ def describe_error(error: BaseException | None) -> str:
 def wall_clock() -> str:
     """Local time to the millisecond, for outage log lines (uvicorn's log format has no time)."""
     return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def worker_part(member: str) -> str:
+    """The worker a presence member (a connection id, ``"<worker>.<n>"``) belongs to."""
+    return member.partition(".")[0]
 
 
 class BackendListener(Protocol):
@@ -55,26 +68,42 @@ class BackendListener(Protocol):
 
 
 class PresenceStore(abc.ABC):
-    """Per room, a set of member ids, each entry with its own expiry.
+    """Who is in each room across workers, at a cost that grows with workers, not with rooms.
 
-    Raises :class:`BackendUnavailable` at once when its server is down; never hangs.
+    Members are connection ids (``"<worker>.<n>"``) that join and leave explicitly; a member
+    counts only while its worker (the part of its id before the dot) keeps up its
+    :meth:`heartbeat`, so the members of a worker that died without cleanup stop counting when
+    its heartbeat runs out, without a write per room. Reads filter them out (and may sweep
+    them away). Raises :class:`BackendUnavailable` at once when its server is down; never hangs.
     """
 
     @abc.abstractmethod
-    async def add(self, room: str, members: Iterable[str], ttl: float) -> None:
-        """Add (or refresh) members of ``room`` that expire ``ttl`` seconds from now."""
+    async def add(self, room: str, members: Iterable[str]) -> None:
+        """Add members of ``room`` (adding one twice is a no-op)."""
 
     @abc.abstractmethod
     async def remove(self, room: str, members: Iterable[str]) -> None:
         """Remove members of ``room`` at once."""
 
     @abc.abstractmethod
+    async def heartbeat(self, worker: str, ttl: float) -> bool:
+        """``worker``'s members count for ``ttl`` more seconds (a worker calls it every ttl/3).
+
+        Returns True when its heartbeat had run out (or was never set): reads may have swept
+        its members away, so the worker adds them again.
+        """
+
+    @abc.abstractmethod
+    async def retire(self, worker: str) -> None:
+        """``worker`` stopped: its members stop counting now."""
+
+    @abc.abstractmethod
     async def members(self, room: str) -> list[str]:
-        """The unexpired members of ``room``, in no particular order."""
+        """The members of ``room`` whose worker is alive, in no particular order."""
 
     @abc.abstractmethod
     async def count(self, room: str) -> int:
-        """How many unexpired members ``room`` has."""
+        """How many members of ``room`` have a worker that is alive."""
 
 
 class Backend(abc.ABC):

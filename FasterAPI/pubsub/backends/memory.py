@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from ..envelope import stamp
 from ..history import HistoryRange, Position, Retention
-from .base import Backend, BackendListener, BackendUnavailable, PresenceStore
+from .base import Backend, BackendListener, BackendUnavailable, PresenceStore, worker_part
 
 __all__ = ["MemoryBackend", "MemoryPresence"]
 
@@ -21,60 +21,65 @@ log = logging.getLogger("fasterapi.backends.memory")
 
 
 class MemoryPresence(PresenceStore):
-    """Presence entries in a dict, expiring on the monotonic clock; for one process only.
+    """Presence in dicts, worker heartbeats on the monotonic clock; for one process only.
 
     ``check`` raises :class:`BackendUnavailable` when the owning backend is not started.
     """
 
     def __init__(self, check: Callable[[], None]) -> None:
         self._check = check
-        # room -> member -> expiry on time.monotonic()
-        self._rooms: dict[str, dict[str, float]] = {}
+        self._rooms: dict[str, set[str]] = {}
+        #: worker -> when its heartbeat runs out, on time.monotonic()
+        self._workers: dict[str, float] = {}
 
     def clear(self) -> None:
-        """Forget every entry (the backend stopped)."""
+        """Forget everything (the backend stopped)."""
         self._rooms.clear()
+        self._workers.clear()
 
-    def _live(self, room: str) -> dict[str, float]:
-        """The room's unexpired entries, after dropping the expired ones."""
-        entries = self._rooms.get(room)
-        if entries is None:
-            return {}
+    def _live(self, room: str) -> list[str]:
+        """The room's members whose worker is alive; the others are swept away."""
+        members = self._rooms.get(room)
+        if not members:
+            return []
         now = time.monotonic()
-        expired = [member for member, expiry in entries.items() if expiry <= now]
-        for member in expired:
-            del entries[member]
-        if not entries:
+        dead = {member for member in members if self._workers.get(worker_part(member), 0.0) <= now}
+        members -= dead
+        if not members:
             del self._rooms[room]
-        return entries
+        return list(members)
 
-    async def add(self, room: str, members: Iterable[str], ttl: float) -> None:
-        """Add or refresh ``members`` of ``room`` until ``ttl`` seconds from now."""
+    async def add(self, room: str, members: Iterable[str]) -> None:
         self._check()
-        expiry = time.monotonic() + ttl
-        entries = self._rooms.setdefault(room, {})
-        for member in members:
-            entries[member] = expiry
-        self._live(room)  # a non-positive ttl leaves nothing behind
+        entries = set(members)
+        if entries:
+            self._rooms.setdefault(room, set()).update(entries)
 
     async def remove(self, room: str, members: Iterable[str]) -> None:
-        """Remove ``members`` of ``room`` at once."""
         self._check()
         entries = self._rooms.get(room)
         if entries is None:
             return
-        for member in members:
-            entries.pop(member, None)
+        entries.difference_update(members)
         if not entries:
             del self._rooms[room]
 
-    async def members(self, room: str) -> list[str]:
-        """The unexpired members of ``room``."""
+    async def heartbeat(self, worker: str, ttl: float) -> bool:
         self._check()
-        return list(self._live(room))
+        now = time.monotonic()
+        lapsed = self._workers.get(worker, 0.0) <= now
+        self._workers[worker] = now + ttl
+        return lapsed
+
+    async def retire(self, worker: str) -> None:
+        self._check()
+        self._workers.pop(worker, None)
+
+    async def members(self, room: str) -> list[str]:
+        self._check()
+        return self._live(room)
 
     async def count(self, room: str) -> int:
-        """How many unexpired members ``room`` has."""
         self._check()
         return len(self._live(room))
 

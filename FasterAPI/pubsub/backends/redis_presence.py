@@ -1,4 +1,12 @@
-"""Presence in Redis: one sorted set per room, each member scored with its own expiry."""
+"""Presence in Redis: a set of member ids per room, and one heartbeat per worker.
+
+Keys: ``{prefix}presence:{<room>}`` (a set of connection ids; the room is its hash tag, as for
+the room's history) and ``{prefix}presence-workers`` (a sorted set: worker id -> when its
+heartbeat runs out, in unix milliseconds by the *client's* clock, so the workers' clocks
+should agree to well under the presence ttl, e.g. NTP). Joins and leaves write the room's
+set; the only periodic write is each worker's heartbeat, whatever the number of rooms. A read
+keeps the members whose worker is alive and removes the others from the set.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,9 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .base import PresenceStore
+from .base import PresenceStore, worker_part
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -21,13 +29,12 @@ __all__ = ["CommandGuard", "RedisPresence"]
 CommandGuard = Callable[[str, str], AbstractContextManager["Redis"]]
 
 
-class RedisPresence(PresenceStore):
-    """Presence entries in Redis sorted sets.
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
-    One sorted set per room, ``f"{prefix}presence:{room}"``, member = id, score = expiry as unix
-    time in milliseconds by the *client's* clock (so the workers' clocks should agree, e.g.
-    NTP, to well under the presence TTL). The key's own TTL follows the longest-lived entry, so
-    abandoned rooms vanish. Needs Redis >= 7.0 (``PEXPIRE NX|GT``).
+
+class RedisPresence(PresenceStore):
+    """Presence in Redis sets, with worker heartbeats in one sorted set (see the module docstring).
 
     It borrows its connection through ``guard`` (the backend's command pool and its idea of
     whether Redis is up), so presence fails fast exactly when publishing does.
@@ -36,45 +43,54 @@ class RedisPresence(PresenceStore):
     def __init__(self, prefix: str, guard: CommandGuard) -> None:
         self.prefix = prefix
         self._guard = guard
+        self._workers_key = f"{prefix}presence-workers"
 
     def _key(self, room: str) -> str:
-        return f"{self.prefix}presence:{room}"
+        return f"{self.prefix}presence:{{{room}}}"
 
-    async def add(self, room: str, members: Iterable[str], ttl: float) -> None:
-        """Add or refresh ``members`` of ``room`` until ``ttl`` seconds from now (client clock)."""
+    async def add(self, room: str, members: Iterable[str]) -> None:
+        entries = list(members)
+        if not entries:
+            return
         with self._guard("add presence in", room) as client:
-            entries = list(members)
-            if not entries:
-                return
-            ttl_ms = max(1, math.ceil(ttl * 1000))
-            now_ms = int(time.time() * 1000)
-            key = self._key(room)
-            pipe = client.pipeline(transaction=True)
-            pipe.zremrangebyscore(key, "-inf", now_ms)  # keep the set from growing with the dead
-            pipe.zadd(key, dict.fromkeys(entries, now_ms + ttl_ms))
-            # The key lives as long as its longest-lived entry: NX sets a TTL on a new key, GT
-            # only ever extends it.
-            pipe.pexpire(key, ttl_ms, nx=True)
-            pipe.pexpire(key, ttl_ms, gt=True)
-            await pipe.execute()
+            await client.sadd(self._key(room), *entries)
 
     async def remove(self, room: str, members: Iterable[str]) -> None:
-        """Remove ``members`` of ``room`` at once."""
+        entries = list(members)
+        if not entries:
+            return
         with self._guard("remove presence in", room) as client:
-            entries = list(members)
-            if entries:
-                await client.zrem(self._key(room), *entries)
+            await client.srem(self._key(room), *entries)
+
+    async def heartbeat(self, worker: str, ttl: float) -> bool:
+        now_ms = int(time.time() * 1000)
+        with self._guard("refresh presence of worker", worker) as client:
+            pipe = client.pipeline(transaction=False)
+            pipe.zscore(self._workers_key, worker)
+            pipe.zadd(self._workers_key, {worker: now_ms + max(1, math.ceil(ttl * 1000))})
+            pipe.zremrangebyscore(self._workers_key, "-inf", now_ms)  # workers gone for good
+            previous, _, _ = await pipe.execute()
+        return previous is None or float(previous) <= now_ms
+
+    async def retire(self, worker: str) -> None:
+        with self._guard("retire the presence of worker", worker) as client:
+            await client.zrem(self._workers_key, worker)
 
     async def members(self, room: str) -> list[str]:
-        """The unexpired members of ``room`` (a read: expired entries are skipped, not deleted)."""
+        now_ms = int(time.time() * 1000)
+        key = self._key(room)
         with self._guard("read presence in", room) as client:
-            now_ms = int(time.time() * 1000)
-            raw = await client.zrangebyscore(self._key(room), f"({now_ms}", "+inf")
-            return [member.decode() if isinstance(member, bytes) else str(member) for member in raw]
+            pipe = client.pipeline(transaction=False)
+            pipe.smembers(key)
+            pipe.zrangebyscore(self._workers_key, f"({now_ms}", "+inf")
+            raw_members, raw_workers = await pipe.execute()
+            alive = {_text(worker) for worker in raw_workers}
+            members = [_text(member) for member in raw_members]
+            live = [member for member in members if worker_part(member) in alive]
+            if len(live) < len(members):
+                # Members of workers that died without cleanup: stop carrying them.
+                await client.srem(key, *(member for member in members if worker_part(member) not in alive))
+            return live
 
     async def count(self, room: str) -> int:
-        """How many unexpired members ``room`` has."""
-        with self._guard("count presence in", room) as client:
-            now_ms = int(time.time() * 1000)
-            count: int = await client.zcount(self._key(room), f"({now_ms}", "+inf")
-            return count
+        return len(await self.members(room))
