@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install the system programs the test suite drives for real (redis-server, nginx, chromium,
+# Install the system programs the test suite drives for real (redis-server, nats-server, nginx, chromium,
 # node for playwright-core, openssl for the TLS test),
 # where they are missing and this machine can (root with apt-get). Elsewhere, say what is missing.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)

@@ -14,6 +14,8 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.nats_server import NatsServer, nats_server_binary  # noqa: E402
+from tests.redis_sentinel import SentinelSet  # noqa: E402
 from tests.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
 
@@ -23,6 +25,32 @@ def redis_server() -> Iterator[RedisServer]:
     if redis_server_binary() is None:
         pytest.fail("redis-server is not installed: run `make test`, which installs it where it can")
     server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel_set() -> Iterator[SentinelSet]:
+    """A primary, a replica and three sentinels on free ports, for one test module."""
+    if redis_server_binary() is None:
+        pytest.fail("redis-server is not installed: run `make test`, which installs it where it can")
+    sentinels = SentinelSet()
+    try:
+        sentinels.start()
+        yield sentinels
+    finally:
+        sentinels.stop()
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A fresh nats-server with JetStream on a free loopback port, stopped after the test."""
+    if nats_server_binary() is None:
+        pytest.fail("nats-server is not installed: run `make test`, which installs it where it can")
+    server = NatsServer()
     try:
         server.start()
         yield server

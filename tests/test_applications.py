@@ -244,13 +244,13 @@ def test_broadcast_after_stop_fails_fast_with_backend_unavailable() -> None:
 
 
 def test_unknown_backend_scheme_lists_the_supported_ones() -> None:
-    with pytest.raises(ValueError, match=r"memory://, redis://, rediss://"):
+    with pytest.raises(ValueError, match=r"memory://, nats://, redis://, redis\+sentinel://, rediss://"):
         _ = Faster(backend="kafka://broker").hub
 
 
 def test_backend_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FASTERAPI_BACKEND", "nats://x")
-    with pytest.raises(ValueError, match="nats://x"):
+    monkeypatch.setenv("FASTERAPI_BACKEND", "kafka://x")
+    with pytest.raises(ValueError, match="kafka://x"):
         _ = Faster().hub
     monkeypatch.setenv("FASTERAPI_BACKEND", "memory://")
     assert type(Faster().hub.backend).__name__ == "MemoryBackend"

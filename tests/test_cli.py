@@ -125,7 +125,7 @@ def test_publish_with_redis_down_exits_1() -> None:
     ("args", "message"),
     [
         (("--backend", "memory://", "lobby", "x"), "publish needs a shared backend"),
-        (("--backend", "nats://host", "lobby", "x"), "unsupported backend URL"),
+        (("--backend", "kafka://host", "lobby", "x"), "unsupported backend URL"),
         (("--backend", "redis://127.0.0.1:1/0", "--json", "lobby", "{bad"), "not valid JSON"),
         (("lobby", "x"), "--backend is required"),
     ],

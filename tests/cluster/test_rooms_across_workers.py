@@ -16,6 +16,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.cluster.processes import ROOT, Gunicorn, run_gunicorn, wait_until
+from tests.nats_server import NatsServer
+from tests.redis_sentinel import SentinelSet
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(180)
@@ -71,7 +73,7 @@ async def expect_exactly(ws: ClientConnection, expected: list[str], sentinel: st
     assert got == [*expected, sentinel]
 
 
-async def exercise(servers: Sequence[Gunicorn], redis: RedisServer, min_processes: int, sink: str) -> None:
+async def exercise(servers: Sequence[Gunicorn], backend_url: str, min_processes: int, sink: str) -> None:
     urls = [f"{servers[i % len(servers)].ws_url}/ws/lobby" for i in range(CLIENTS)]
     clients, hellos = await connect_clients(urls, min_processes)
     try:
@@ -114,7 +116,7 @@ async def exercise(servers: Sequence[Gunicorn], redis: RedisServer, min_processe
             "    p.broadcast_sync('lobby', 'from another process')\n"
             "    p.send_to_sync(sys.argv[2], 'just for you')\n"
         )
-        subprocess.run([sys.executable, "-c", code, redis.url, hellos[5]["id"]], cwd=ROOT, check=True, timeout=30)
+        subprocess.run([sys.executable, "-c", code, backend_url, hellos[5]["id"]], cwd=ROOT, check=True, timeout=30)
         for i, ws in enumerate(clients):
             assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "from another process"
             if i == 5:
@@ -152,7 +154,7 @@ WORKERS = pytest.mark.parametrize(
 def test_four_workers_share_rooms_through_redis(redis_server: RedisServer, worker_class: str, sink: str) -> None:
     env = {"FASTERAPI_BACKEND": redis_server.url}
     with run_gunicorn("tests.apps.cluster_app:app", workers=4, env=env, worker_class=worker_class) as server:
-        asyncio.run(exercise([server], redis_server, min_processes=2, sink=sink))
+        asyncio.run(exercise([server], redis_server.url, min_processes=2, sink=sink))
         # One subscriber connection per worker, however many sockets and rooms.
         subscribers = [c for c in redis_clients(redis_server) if c["name"].endswith("sub")]
         assert len(subscribers) == 4, subscribers
@@ -163,4 +165,18 @@ def test_two_hosts_share_rooms_through_one_redis(redis_server: RedisServer, work
     env = {"FASTERAPI_BACKEND": redis_server.url}
     with run_gunicorn("tests.apps.cluster_app:app", workers=2, env=env, worker_class=worker_class) as first:
         with run_gunicorn("tests.apps.cluster_app:app", workers=2, env=env, worker_class=worker_class) as second:
-            asyncio.run(exercise([first, second], redis_server, min_processes=2, sink=sink))
+            asyncio.run(exercise([first, second], redis_server.url, min_processes=2, sink=sink))
+
+
+def test_four_workers_share_rooms_through_redis_sentinel(sentinel_set: SentinelSet) -> None:
+    env = {"FASTERAPI_BACKEND": sentinel_set.url}
+    worker_class = "FasterAPI.server.worker.FasterWorker"
+    with run_gunicorn("tests.apps.cluster_app:app", workers=4, env=env, worker_class=worker_class) as server:
+        asyncio.run(exercise([server], sentinel_set.url, min_processes=2, sink="FasterWebSocketProtocol"))
+
+
+def test_four_workers_share_rooms_through_nats(nats_server: NatsServer) -> None:
+    env = {"FASTERAPI_BACKEND": nats_server.url}
+    worker_class = "FasterAPI.server.worker.FasterWorker"
+    with run_gunicorn("tests.apps.cluster_app:app", workers=4, env=env, worker_class=worker_class) as server:
+        asyncio.run(exercise([server], nats_server.url, min_processes=2, sink="FasterWebSocketProtocol"))

@@ -133,6 +133,7 @@ async def history_lost(server: Gunicorn, redis: RedisServer) -> None:
         async with Publisher(redis.url, history=HISTORY) as publisher:
             before = await publisher.broadcast(ROOM, {"seq": 1})
         assert before is not None
+        await wait_all(clients, 1, timeout=30)  # every worker delivered it: its cursor is at 1
         redis.restart()  # empty: the room's history is gone
         await wait_workers(clients, lambda s: s["relay_ok"], 30, "every worker back on Redis")
         async with Publisher(redis.url, history=HISTORY) as publisher:

@@ -20,9 +20,13 @@ from fakeredis.aioredis import FakeAsyncRedisConnection
 
 from FasterAPI.pubsub.backends.base import Backend, BackendUnavailable, PresenceStore
 from FasterAPI.pubsub.backends.memory import MemoryBackend
+from FasterAPI.pubsub.backends.nats import NatsBackend
 from FasterAPI.pubsub.backends.redis import RedisBackend
+from FasterAPI.pubsub.backends.redis_sentinel import RedisSentinelBackend
 from FasterAPI.pubsub.envelope import decode, prepare
 from FasterAPI.pubsub.history import Position, Retention
+from tests.nats_server import NatsServer
+from tests.redis_sentinel import SentinelSet
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -107,13 +111,25 @@ async def poll_until(check: Callable[[], Awaitable[bool]], what: str, timeout: f
 BackendFactory = Callable[[], Backend]
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", "sentinel", "nats"])
 def make_backend(request: pytest.FixtureRequest) -> BackendFactory:
     """Builds fresh, unstarted backends of one kind; all built by one test share one relay."""
     return _factory(request, request.param)
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", "sentinel"])
+def make_history_backend(request: pytest.FixtureRequest) -> BackendFactory:
+    """Backends that keep room history (``keeps_history``)."""
+    return _factory(request, request.param)
+
+
+@pytest.fixture(params=["fakeredis", "redis", "sentinel"])
+def make_shared_history_backend(request: pytest.FixtureRequest) -> BackendFactory:
+    """Backends that keep room history, whose separate instances share one relay."""
+    return _factory(request, request.param)
+
+
+@pytest.fixture(params=["fakeredis", "redis", "sentinel", "nats"])
 def make_shared_backend(request: pytest.FixtureRequest) -> BackendFactory:
     """Backends whose separate instances share one relay, as separate workers do."""
     return _factory(request, request.param)
@@ -135,6 +151,21 @@ def _factory(request: pytest.FixtureRequest, kind: str) -> BackendFactory:
             )
 
         return fake_redis
+    if kind == "nats":
+        nats: NatsServer = request.getfixturevalue("nats_server")
+
+        def over_nats() -> Backend:
+            return NatsBackend.from_url(nats.url, prefix=prefix.replace(":", "."), startup_wait=5.0)
+
+        return over_nats
+    if kind == "sentinel":
+        sentinels: SentinelSet = request.getfixturevalue("sentinel_set")
+        sentinels.primary.admin.flushall()  # one set serves the whole module
+
+        def behind_sentinel() -> Backend:
+            return RedisSentinelBackend.from_url(sentinels.url, prefix=prefix, startup_wait=5.0)
+
+        return behind_sentinel
     server = request.getfixturevalue("redis_server")
 
     def real_redis() -> Backend:
@@ -492,8 +523,8 @@ def test_backend_from_url_picks_the_backend_by_scheme(monkeypatch: pytest.Monkey
     redis_backend = backend_from_url("REDISS://127.0.0.1:1/0?prefix=x:", startup_wait=0.5)
     assert isinstance(redis_backend, RedisBackend)
     assert (redis_backend.prefix, redis_backend.startup_wait) == ("x:", 0.5)
-    with pytest.raises(ValueError, match=r"memory://, redis://, rediss://"):
-        backend_from_url("nats://127.0.0.1:4222")
+    with pytest.raises(ValueError, match=r"memory://, nats://, redis://, redis\+sentinel://, rediss://"):
+        backend_from_url("kafka://127.0.0.1:9092")
     monkeypatch.setitem(BACKENDS, "missing", "FasterAPI.pubsub.backends.not_installed:Nothing")
     with pytest.raises(ImportError, match=r"pip install 'fasterapi-hub\[redis\]'"):
         backend_from_url("missing://x")
@@ -507,10 +538,10 @@ def kept(n: int) -> bytes:
     return prepare(f"m{n}", room="h", origin="contract", max_size=1024)[1]
 
 
-def test_history_positions_stamps_and_reads(make_backend: BackendFactory) -> None:
+def test_history_positions_stamps_and_reads(make_history_backend: BackendFactory) -> None:
     async def main() -> None:
         listener = RecordingListener()
-        async with started(make_backend(), listener) as backend:
+        async with started(make_history_backend(), listener) as backend:
             assert backend.keeps_history
             retention = Retention("h", 3, 60.0)
             empty = await backend.read_history(retention, 0, 10)
@@ -536,9 +567,9 @@ def test_history_positions_stamps_and_reads(make_backend: BackendFactory) -> Non
     run(main())
 
 
-def test_history_expires_after_ttl_and_comes_back_with_a_new_epoch(make_backend: BackendFactory) -> None:
+def test_history_expires_after_ttl_and_comes_back_with_a_new_epoch(make_history_backend: BackendFactory) -> None:
     async def main() -> None:
-        async with started(make_backend(), RecordingListener()) as backend:
+        async with started(make_history_backend(), RecordingListener()) as backend:
             retention = Retention("t", 10, 0.3)
             first = await backend.publish("room:t", kept(1), retention)
             assert first is not None and first.offset == 1
@@ -554,11 +585,11 @@ def test_history_expires_after_ttl_and_comes_back_with_a_new_epoch(make_backend:
     run(main())
 
 
-def test_history_is_shared_by_every_worker(make_shared_backend: BackendFactory) -> None:
+def test_history_is_shared_by_every_worker(make_shared_history_backend: BackendFactory) -> None:
     async def main() -> None:
         async with (
-            started(make_shared_backend(), RecordingListener()) as one,
-            started(make_shared_backend(), RecordingListener()) as two,
+            started(make_shared_history_backend(), RecordingListener()) as one,
+            started(make_shared_history_backend(), RecordingListener()) as two,
         ):
             retention = Retention("s", 10, 60.0)
             a = await one.publish("room:s", kept(1), retention)

@@ -12,14 +12,19 @@ from urllib.parse import urlsplit
 
 from .base import Backend
 
-__all__ = ["BACKENDS", "backend_from_url"]
+__all__ = ["BACKENDS", "EXTRAS", "backend_from_url"]
 
 #: URL scheme -> "module:Class" of the backend that serves it.
 BACKENDS: dict[str, str] = {
     "memory": "FasterAPI.pubsub.backends.memory:MemoryBackend",
     "redis": "FasterAPI.pubsub.backends.redis:RedisBackend",
     "rediss": "FasterAPI.pubsub.backends.redis:RedisBackend",
+    "redis+sentinel": "FasterAPI.pubsub.backends.redis_sentinel:RedisSentinelBackend",
+    "nats": "FasterAPI.pubsub.backends.nats:NatsBackend",
 }
+
+#: URL scheme -> the extra that installs its client library (``redis`` unless named here).
+EXTRAS: dict[str, str] = {"nats": "nats"}
 
 
 def backend_from_url(url: str, **options: Any) -> Backend:
@@ -38,7 +43,8 @@ def backend_from_url(url: str, **options: Any) -> Backend:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ImportError(
-            f"The {scheme}:// backend needs an optional dependency: pip install 'fasterapi-hub[redis]' ({error})"
+            f"The {scheme}:// backend needs an optional dependency: "
+            f"pip install 'fasterapi-hub[{EXTRAS.get(scheme, 'redis')}]' ({error})"
         ) from error
     backend_class: type[Backend] = getattr(module, class_name)
     return backend_class.from_url(url, **options)

@@ -37,15 +37,13 @@ _MAX_BATCH = 1000
 # Connections at most in one worker's command pool (``?max_connections=`` in the URL changes it).
 _PUBLISH_POOL_SIZE = 50
 
-# Backend options that may also be given in the URL query (``redis://h/0?prefix=app1:``).
-_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+#: Backend options that may also be given in the URL query (``redis://h/0?prefix=app1:``).
+URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "prefix": str,
-    "health_check_interval": float,
-    "socket_timeout": float,
-    "connect_timeout": float,
-    "backoff_base": float,
-    "backoff_cap": float,
-    "startup_wait": float,
+    **dict.fromkeys(
+        ("health_check_interval", "socket_timeout", "connect_timeout", "backoff_base", "backoff_cap", "startup_wait"),
+        float,
+    ),
 }
 
 #: What the subscriber session is: the connection, and messages that came before its PONG.
@@ -161,7 +159,7 @@ class RedisBackend(Backend):
         keyword ``options`` win over them. Everything else in the URL (password, TLS, db,
         redis-py query options) goes to redis-py untouched.
         """
-        clean, from_query = split_options(url, _URL_OPTIONS)
+        clean, from_query = split_options(url, URL_OPTIONS)
         return cls(clean, **{**from_query, **options})
 
     @property
@@ -184,20 +182,11 @@ class RedisBackend(Backend):
             # listener loop, which owns reconnecting.
             options["retry"] = Retry(NoBackoff(), 0, supported_errors=())
         else:
-            # Zero retries, but the error hook still disconnects a failed connection, so a
-            # connection with a half-read reply never goes back to the pool. A publish is never
-            # retried: it may have reached Redis already (pub/sub is at-most-once).
+            # Zero retries (a publish may have reached Redis already), but the error hook still
+            # disconnects a failed connection: one with a half-read reply never goes back.
             options["retry"] = Retry(NoBackoff(), 0)
         options.update(self._pool_options)
-        pool: ConnectionPool
-        if role == "sub":
-            pool = ConnectionPool.from_url(self.url, **options)
-        else:
-            # Bounded, and a burst of publishes waits (up to socket_timeout) for a free
-            # connection instead of failing: redis-py's plain pool raises at its limit.
-            options.setdefault("max_connections", _PUBLISH_POOL_SIZE)
-            options.setdefault("timeout", self.socket_timeout)
-            pool = BlockingConnectionPool.from_url(self.url, **options)
+        pool = self._new_pool(role, options)
         # Not overridable from the URL: the backend depends on these.
         pool.connection_kwargs["client_name"] = f"{self.prefix}{role}"
         pool.connection_kwargs["decode_responses"] = False
@@ -205,6 +194,16 @@ class RedisBackend(Backend):
             # The listener sends its own PINGs; redis-py's health check would swallow the pongs.
             pool.connection_kwargs["health_check_interval"] = 0
         return pool
+
+    def _new_pool(self, role: str, options: dict[str, Any]) -> ConnectionPool:
+        """The pool for ``role`` ("sub" or "pub"): where the server is found (Sentinel overrides)."""
+        if role == "sub":
+            return ConnectionPool.from_url(self.url, **options)
+        # Bounded, and a burst of publishes waits (up to socket_timeout) for a free connection
+        # instead of failing: redis-py's plain pool raises at its limit.
+        options.setdefault("max_connections", _PUBLISH_POOL_SIZE)
+        options.setdefault("timeout", self.socket_timeout)
+        return BlockingConnectionPool.from_url(self.url, **options)
 
     # Lifecycle
 

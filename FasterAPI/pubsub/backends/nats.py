@@ -1,0 +1,258 @@
+"""A NATS backend: workers share rooms through NATS core subjects, presence in a JetStream KV bucket.
+
+``nats://[user:password@]host:port[,host:port...][?prefix=...]`` (port 4222 when omitted). This
+is the only module besides ``nats_presence`` that imports ``nats`` (the ``nats`` extra).
+
+Each logical channel is one subject, ``prefix`` + the channel with ``.``, ``*``, ``>``, ``%`` and
+whitespace escaped (``%2E``...), so a room name can never reach another room's subject or a
+wildcard. nats-py's own reconnect gives up after 60 tries by default; it is switched off and
+our :class:`~._reconnect.Supervisor` keeps the connection instead, for ever, with full-jitter
+backoff: a lost connection ends the session, the next one resubscribes every wanted subject
+and waits for the server to confirm (a PING after the SUBs) before the listener hears it is
+back. nats-py pings every ``health_check_interval`` and drops a link that misses two pongs.
+
+Room history is not kept on NATS yet (``keeps_history`` is False: ``history=`` needs Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+
+from ._reconnect import Backoff, Supervisor
+from ._url import redact_url, split_options
+from .base import Backend, BackendListener, BackendUnavailable, describe_error
+from .nats_presence import NatsPresence
+
+__all__ = ["NatsBackend", "subject_token"]
+
+log = logging.getLogger("fasterapi.backends.nats")
+
+DEFAULT_PORT = 4222
+
+#: Backend options that may also be given in the URL query (``nats://h?prefix=app1.``).
+URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "prefix": str,
+    **dict.fromkeys(("health_check_interval", "connect_timeout", "backoff_base", "backoff_cap", "startup_wait"), float),
+}
+
+_UNSAFE = frozenset(".*>%")
+
+
+def subject_token(channel: str) -> str:
+    """``channel`` as one subject token: ``.``, ``*``, ``>``, ``%``, whitespace and controls escaped."""
+    out: list[str] = []
+    for char in channel:
+        if char in _UNSAFE or char.isspace() or ord(char) < 33 or ord(char) == 127:
+            out.extend(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+class _Session:
+    """One NATS connection, and a future that completes when it is lost."""
+
+    def __init__(self) -> None:
+        self.client: NatsClient | None = None
+        self.ended: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def end(self, error: BaseException) -> None:
+        if not self.ended.done():
+            self.ended.set_result(error)
+
+
+class NatsBackend(Backend):
+    """Pub/sub over NATS core (see the module docstring); presence in JetStream KV."""
+
+    def __init__(
+        self,
+        servers: list[str] | str = "nats://127.0.0.1:4222",
+        *,
+        prefix: str = "fasterapi.",
+        health_check_interval: float = 5.0,
+        connect_timeout: float = 5.0,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 5.0,
+        startup_wait: float = 5.0,
+        connect_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if health_check_interval <= 0 or connect_timeout <= 0:
+            raise ValueError("health_check_interval and connect_timeout must be > 0")
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        if not self.servers:
+            raise ValueError("NatsBackend needs at least one server")
+        self.prefix = prefix
+        self.health_check_interval = health_check_interval
+        self.connect_timeout = connect_timeout
+        self.available = False
+        #: How many times ``listener.on_message`` raised.
+        self.callback_errors = 0
+        self.backoff = Backoff(backoff_base, backoff_cap)
+        self._connect_options = dict(connect_options or {})
+        self._wanted: dict[str, Subscription | None] = {}
+        self._listener: BackendListener | None = None
+        self._session: _Session | None = None
+        self._client: NatsClient | None = None
+        self.presence: NatsPresence = NatsPresence(prefix, self._connected_client)
+        self._supervisor: Supervisor[_Session] = Supervisor(
+            self,
+            name="NATS",
+            target=",".join(redact_url(server) for server in self.servers),
+            detail=f"prefix {prefix!r}",
+            connect=self._connect,
+            listen=self._listen,
+            abandon=self._abandon,
+            backoff=self.backoff,
+            startup_wait=startup_wait,
+            stop_timeout=max(1.0, connect_timeout),
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from ``nats://[user:password@]h1:p1,h2:p2[?prefix=...]``."""
+        clean, from_query = split_options(url, URL_OPTIONS)
+        parts = urlsplit(clean)
+        if parts.query:
+            raise ValueError(f"Unknown option(s) in the NATS URL: {parts.query!r}")
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        servers = []
+        for address in filter(None, hosts.split(",")):
+            host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+            if port and not port.isdigit():
+                raise ValueError(f"Bad NATS server address {address!r} in {url!r}")
+            auth = f"{userinfo}@" if userinfo else ""
+            servers.append(f"nats://{auth}{host}:{port or DEFAULT_PORT}")
+        if not servers:
+            raise ValueError(f"A NATS URL names at least one server: {url!r}")
+        return cls(servers, **{**from_query, **options})
+
+    @property
+    def subscribed_channels(self) -> set[str]:
+        return set(self._wanted)
+
+    @property
+    def connection_losses(self) -> int:
+        return self._supervisor.connection_losses
+
+    def subject(self, channel: str) -> str:
+        return self.prefix + subject_token(channel)
+
+    def _connected_client(self) -> NatsClient:
+        client = self._client
+        if not self.available or client is None or not client.is_connected:
+            raise BackendUnavailable("NATS is unavailable")
+        return client
+
+    # Lifecycle
+
+    async def start(self, listener: BackendListener) -> None:
+        """Connect and start the supervisor; returns once connected or after ``startup_wait``."""
+        if self._supervisor.running:
+            raise RuntimeError("NatsBackend is already started")
+        self._listener = listener
+        await self._supervisor.start(listener)
+
+    async def stop(self) -> None:
+        """Stop the supervisor and close the connection. Idempotent; bounded."""
+        await self._supervisor.stop()
+        await self._abandon()
+        self._listener = None
+
+    async def _connect(self) -> _Session:
+        session = self._session = _Session()
+
+        async def lost() -> None:
+            session.end(ConnectionError("the NATS connection was lost"))
+
+        async def error(err: Exception) -> None:
+            log.debug("NATS error: %s", describe_error(err))
+
+        client = await nats.connect(
+            self.servers,
+            allow_reconnect=False,  # the supervisor reconnects, for ever
+            connect_timeout=max(1, round(self.connect_timeout)),
+            ping_interval=max(1, round(self.health_check_interval)),
+            max_outstanding_pings=2,
+            disconnected_cb=lost,
+            closed_cb=lost,
+            error_cb=error,
+            name=f"{self.prefix}worker",
+            **self._connect_options,
+        )
+        session.client = self._client = client
+        for channel in list(self._wanted):
+            self._wanted[channel] = await client.subscribe(self.subject(channel), cb=self._handler(channel))
+        await client.flush(timeout=max(1, round(self.connect_timeout)))  # the server has every SUB
+        return session
+
+    async def _listen(self, session: _Session) -> BaseException:
+        return await session.ended
+
+    async def _abandon(self) -> None:
+        session, self._session = self._session, None
+        self._client = None
+        for channel in self._wanted:
+            self._wanted[channel] = None
+        if session is not None and session.client is not None and not session.client.is_closed:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.connect_timeout):
+                    await session.client.close()
+
+    def _handler(self, channel: str) -> Callable[[Msg], Any]:
+        async def on_message(msg: Msg) -> None:
+            listener = self._listener
+            if listener is None or channel not in self._wanted:
+                return  # unsubscribed while in flight
+            try:
+                listener.on_message(channel, msg.data)
+            except Exception:
+                self.callback_errors += 1
+                log.exception("listener.on_message raised for channel %r", channel)
+
+        return on_message
+
+    # Pub/sub
+
+    async def publish(self, channel: str, data: bytes, retention: Any = None) -> None:
+        """Publish ``data`` on ``channel``'s subject; BackendUnavailable when NATS is down."""
+        if retention is not None:
+            raise BackendUnavailable("NATS keeps no room history (history= needs the Redis backend)")
+        client = self._connected_client()
+        try:
+            await client.publish(self.subject(channel), data)
+        except NatsError as err:
+            raise BackendUnavailable(f"NATS failed to publish to {channel!r}: {describe_error(err)}") from err
+
+    async def subscribe(self, channel: str) -> None:
+        """Start receiving ``channel``; returns once the server confirmed it (while connected)."""
+        if channel in self._wanted:
+            return
+        self._wanted[channel] = None
+        client = self._client
+        if not self.available or client is None:
+            return  # the reconnect subscribes it
+        try:
+            self._wanted[channel] = await client.subscribe(self.subject(channel), cb=self._handler(channel))
+            await client.flush(timeout=max(1, round(self.connect_timeout)))
+        except (TimeoutError, NatsError) as err:
+            log.debug("SUB %r not confirmed (%s); the reconnect will apply it", channel, describe_error(err))
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel``; messages for it still in flight are dropped."""
+        if channel not in self._wanted:
+            return
+        subscription = self._wanted.pop(channel)
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()

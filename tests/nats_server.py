@@ -1,0 +1,93 @@
+"""One ``nats-server`` (with JetStream) on a free loopback port, for tests; never the machine's 4222.
+
+``start()`` returns once the server greets a client; ``kill()`` is a SIGKILL, ``restart()``
+starts it again on the same port (JetStream state kept in its own directory); ``stop()`` ends it
+for good. The process is also killed at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from tests.servers import die_with_parent, free_port
+
+
+def nats_server_binary() -> str | None:
+    found = shutil.which("nats-server") or ("/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None)
+    return found
+
+
+class NatsServer:
+    """A nats-server process (see the module docstring)."""
+
+    def __init__(self) -> None:
+        binary = nats_server_binary()
+        if binary is None:
+            raise RuntimeError("nats-server is not installed (Debian package nats-server)")
+        self.binary = binary
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="fasterapi-nats-"))
+        self.process: subprocess.Popen[bytes] | None = None
+        atexit.register(self.stop)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> Self:
+        args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.dir / "js")]
+        args += ["-l", str(self.dir / "nats.log")]
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not self._greets():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}: {self._log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server on port {self.port} did not start: {self._log_tail()}")
+            time.sleep(0.05)
+        return self
+
+    def _greets(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            return sock.recv(4).startswith(b"INFO")
+        return False
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.dir / "nats.log").read_text(errors="replace")[-2000:]
+        return ""
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def restart(self) -> Self:
+        self.kill()
+        return self.start()
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,95 @@
+"""The NATS backend: subjects, its URL, what it does not keep, and a restart of nats-server.
+
+The contract suite (test_backend_contract.py) runs on it too, against a nats-server with
+JetStream that each test starts on a free port.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from FasterAPI.pubsub.backends import backend_from_url
+from FasterAPI.pubsub.backends.base import BackendUnavailable
+from FasterAPI.pubsub.backends.nats import NatsBackend, subject_token
+from FasterAPI.pubsub.history import History, Retention
+from FasterAPI.pubsub.hub import Hub
+from tests.nats_server import NatsServer
+from tests.pubsub.test_backend_contract import RecordingListener, run
+
+pytestmark = pytest.mark.timeout(60)
+
+#: The issue's bound: every room receives again within 5 s of nats-server coming back.
+RECOVERY_BOUND = 5.0
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_a_channel_is_one_subject_token_and_no_two_channels_share_one(a: str, b: str) -> None:
+    token = subject_token(a)
+    assert not any(char in token for char in ".*>") and not any(char.isspace() for char in token)
+    assert (subject_token(a) == subject_token(b)) == (a == b)
+
+
+def test_the_url_names_servers_and_options() -> None:
+    backend = backend_from_url("nats://u:pw@10.0.0.1:4333,10.0.0.2?prefix=shop.&health_check_interval=2")
+    assert isinstance(backend, NatsBackend)
+    assert backend.servers == ["nats://u:pw@10.0.0.1:4333", "nats://u:pw@10.0.0.2:4222"]
+    assert (backend.prefix, backend.health_check_interval) == ("shop.", 2.0)
+    assert backend.subject("room:a.b c") == "shop.room:a%2Eb%20c"
+    bad_urls = (("nats://", "at least one server"), ("nats://h:x", "Bad NATS server"), ("nats://h?x=1", "Unknown"))
+    for bad, why in bad_urls:
+        with pytest.raises(ValueError, match=why):
+            NatsBackend.from_url(bad)
+
+
+def test_nats_keeps_no_history_and_says_so(nats_server: NatsServer) -> None:
+    with pytest.raises(TypeError, match="keeps no room history"):
+        Hub(NatsBackend.from_url(nats_server.url), history=History(size=10))
+
+    async def main() -> None:
+        backend = NatsBackend.from_url(nats_server.url)
+        await backend.start(RecordingListener())
+        try:
+            assert not backend.keeps_history
+            with pytest.raises(BackendUnavailable, match="history"):
+                await backend.publish("room:a", b"x", Retention("a", 10, 60))
+        finally:
+            await backend.stop()
+
+    run(main())
+
+
+def test_a_restarted_nats_server_is_followed_within_seconds(nats_server: NatsServer) -> None:
+    async def main() -> None:
+        listeners = [RecordingListener(), RecordingListener()]
+        workers = [NatsBackend.from_url(nats_server.url, backoff_cap=0.5) for _ in listeners]
+        try:
+            for worker, listener in zip(workers, listeners, strict=True):
+                await worker.start(listener)
+                await worker.subscribe("room:a")
+            nats_server.kill()
+            for listener in listeners:
+                await listener.wait_for(lambda lis=listener: lis.events == ["lost"], "the loss")  # type: ignore[misc]
+            with pytest.raises(BackendUnavailable):
+                await workers[0].publish("room:a", b"while down")
+            nats_server.start()
+            back = time.monotonic()
+            for listener in listeners:
+                await listener.wait_for(
+                    lambda lis=listener: lis.events == ["lost", "restored"], "the restore", timeout=RECOVERY_BOUND  # type: ignore[misc]
+                )
+            await workers[1].publish("room:a", b"after")
+            for listener in listeners:
+                await listener.wait_for(lambda lis=listener: b"after" in lis.on("room:a"), "the message", timeout=5)  # type: ignore[misc]
+            recovered = time.monotonic() - back
+            assert recovered < RECOVERY_BOUND
+            print(f"\nnats-server restarted: both workers receiving again {recovered:.2f}s after it was back")
+        finally:
+            for worker in workers:
+                await worker.stop()
+
+    run(main())
