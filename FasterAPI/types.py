@@ -15,8 +15,13 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 
 class WebSocketState(enum.Enum):
-    """One side of a WebSocket: the client's (what we received) or the app's (what we sent)."""
+    """One side of a WebSocket: the client's (what we received) or the app's (what we sent).
+
+    ``RESPONSE`` is the app's side while it sends an HTTP response instead of accepting
+    (``send_denial_response``); it ends as ``DISCONNECTED``.
+    """
 
     CONNECTING = 0
     CONNECTED = 1
     DISCONNECTED = 2
+    RESPONSE = 3

@@ -21,7 +21,9 @@ from FasterAPI import (
     WebSocketException,
     WebSocketState,
 )
+from FasterAPI.responses import JSONResponse, PlainTextResponse
 from FasterAPI.testclient import TestClient, WebSocketDenialResponse
+from FasterAPI.types import Receive, Scope, Send
 from tests.servers import run_uvicorn
 
 
@@ -535,3 +537,143 @@ def test_a_sync_websocket_endpoint_is_refused_at_definition() -> None:
         @app.websocket("/ws")
         def handler(ws: WebSocket) -> None:  # pragma: no cover - never registered
             pass
+
+
+# -- Starlette's WebSocket surface: a mapping of the scope, denial responses, mode errors ---------
+
+
+def test_websocket_is_a_read_only_mapping_of_its_scope_and_equal_only_to_itself() -> None:
+    app = Faster()
+    sockets: list[WebSocket] = []
+
+    @app.websocket("/ws/{name}")
+    async def handler(ws: WebSocket, name: str) -> None:
+        await ws.accept()
+        sockets.append(ws)
+        await ws.send_json(
+            {
+                "subprotocols": ws["subprotocols"],
+                "type": ws["type"],
+                "path_params": ws["path_params"],
+                "same_keys": sorted(dict(ws)) == sorted(ws.scope) and len(ws) == len(ws.scope),
+                "has_path": "path" in ws,
+                "get": ws.get("no-such-key", "default"),
+            }
+        )
+        with pytest.raises(TypeError):
+            ws["type"] = "http"  # type: ignore[index]
+        await ws.close()
+
+    with make_client(app) as client:
+        with client.websocket_connect("/ws/a", subprotocols=["v1"]) as session:
+            data = session.receive_json()
+        with client.websocket_connect("/ws/a", subprotocols=["v1"]) as session:
+            session.receive_json()
+    assert data == {
+        "subprotocols": ["v1"],
+        "type": "websocket",
+        "path_params": {"name": "a"},
+        "same_keys": True,
+        "has_path": True,
+        "get": "default",
+    }
+    first, second = sockets
+    assert first == first and first != second and len({first, second}) == 2
+    sockets.remove(second)  # by identity, as the docs page's broadcast list does
+    assert sockets == [first]
+
+
+@pytest.mark.parametrize("method", ["send_json", "receive_json"])
+def test_a_bad_json_mode_is_a_runtime_error_as_in_starlette(method: str) -> None:
+    app = Faster()
+    errors: list[Exception] = []
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            if method == "send_json":
+                await ws.send_json({"a": 1}, mode="xml")  # type: ignore[arg-type]
+            else:
+                await ws.receive_json(mode="xml")  # type: ignore[arg-type]
+        except Exception as error:
+            errors.append(error)
+        await ws.send_text("done")
+
+    with make_client(app) as client, client.websocket_connect("/ws") as session:
+        assert session.receive_text() == "done"
+    assert len(errors) == 1
+    assert type(errors[0]) is RuntimeError
+    assert "'text' or 'binary'" in str(errors[0]) and "'xml'" in str(errors[0])
+
+
+def test_send_denial_response_refuses_the_handshake_with_any_http_response() -> None:
+    app = Faster()
+    states: list[WebSocketState] = []
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        response = JSONResponse({"error": "log in first"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        await ws.send_denial_response(response)
+        states.append(ws.application_state)
+
+    with make_client(app) as client:
+        with pytest.raises(WebSocketDenialResponse) as denied:
+            with client.websocket_connect("/ws"):
+                pass  # pragma: no cover - refused
+    assert denied.value.status_code == 401
+    assert denied.value.headers["www-authenticate"] == "Bearer"
+    assert denied.value.json() == {"error": "log in first"}
+    assert states == [WebSocketState.DISCONNECTED]
+
+
+def test_raw_denial_messages_follow_the_response_state() -> None:
+    app = Faster()
+    seen: list[str] = []
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        await ws.send({"type": "websocket.http.response.start", "status": 418, "headers": [(b"x-kind", b"teapot")]})
+        seen.append(ws.application_state.name)
+        with pytest.raises(RuntimeError, match="RESPONSE"):
+            await ws.accept()
+        await ws.send({"type": "websocket.http.response.body", "body": b"short ", "more_body": True})
+        await ws.send({"type": "websocket.http.response.body", "body": b"and stout"})
+        seen.append(ws.application_state.name)
+
+    with make_client(app) as client:
+        with pytest.raises(WebSocketDenialResponse) as denied:
+            with client.websocket_connect("/ws"):
+                pass  # pragma: no cover - refused
+    assert (denied.value.status_code, denied.value.text) == (418, "short and stout")
+    assert denied.value.headers["x-kind"] == "teapot"
+    assert seen == ["RESPONSE", "DISCONNECTED"]
+
+
+@pytest.mark.parametrize("when", ["without the extension", "after accept"])
+def test_send_denial_response_needs_the_extension_and_a_handshake(when: str) -> None:
+    errors: list[RuntimeError] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            return
+        if when == "without the extension":
+            scope["extensions"] = {}
+        ws = WebSocket(scope, receive, send)
+        if when == "after accept":
+            await ws.accept()
+        try:
+            await ws.send_denial_response(PlainTextResponse("no", status_code=403))
+        except RuntimeError as error:
+            errors.append(error)
+        await ws.close()
+
+    client = TestClient(app)
+    try:
+        with pytest.raises(WebSocketDisconnect):
+            with client.websocket_connect("/ws") as session:
+                session.receive_text()
+    finally:
+        client.close()
+    expected = "denial response extension" if when == "without the extension" else "expected CONNECTING"
+    assert len(errors) == 1 and expected in str(errors[0])
