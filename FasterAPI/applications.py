@@ -7,11 +7,13 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import status
+from .config import HubConfig
 from .datastructures import State
 from .dependencies import Depends
 from .exceptions import (
@@ -66,6 +68,7 @@ class Faster(APIRouter):
         allowed_origins: Sequence[str] | None = None,
         **hub_options: Any,
     ) -> None:
+        _check_hub_options(hub_options)
         super().__init__(dependencies=dependencies)
         self.router = Router()
         self.state = State()
@@ -388,6 +391,22 @@ class Faster(APIRouter):
                     await result
         finally:
             await self.hub.stop()
+
+
+#: What ``Faster(**hub_options)`` may hold besides its named arguments: the hub settings.
+HUB_OPTIONS = frozenset({f.name for f in fields(HubConfig)} - {"backend"} | {"presence"})
+
+
+def _check_hub_options(options: Mapping[str, Any]) -> None:
+    """Refuse unknown keywords now: the hub is built on first use, which may be never (a
+    TestClient without ``with``), and a ported ``middleware=`` must not be dropped silently."""
+    unknown = sorted(set(options) - HUB_OPTIONS)
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        raise TypeError(
+            f"Faster() got unexpected keyword argument(s) {names}; besides its named arguments it "
+            f"takes the hub settings {', '.join(sorted(HUB_OPTIONS))}"
+        )
 
 
 class _Redirect(Exception):
