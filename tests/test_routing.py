@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from FasterAPI import APIRouter, Depends, Faster, Request, WebSocket
+from FasterAPI import APIRouter, Depends, Faster, Header, HTTPException, Request, WebSocket, WebSocketDisconnect
 from FasterAPI.routing import HTTPRoute, Router, WebSocketRoute
-from FasterAPI.testclient import TestClient
+from FasterAPI.testclient import TestClient, WebSocketDenialResponse
 
 
 def _endpoint() -> None:
@@ -693,6 +693,36 @@ def test_include_router_takes_prefix_tags_dependencies_and_responses(app: Faster
     assert by_path["/v1/items/"].tags == ["v1", "items", "list"]
     assert by_path["/v1/items/"].responses == {418: {"d": "tea"}, 404: {"d": "nf"}, 200: {"d": "ok"}}
     assert by_path["/v1/items/ws"].tags == ["v1", "items"]
+
+
+def test_include_router_dependency_refuses_a_websocket_like_fastapi(app: Faster) -> None:
+    """An HTTPException from a router's dependency refuses the handshake with its status."""
+
+    def token(x_token: str = Header()) -> None:
+        if x_token != "secret":
+            raise HTTPException(400, "X-Token header invalid")
+
+    router = APIRouter()
+
+    @router.websocket("/ws")
+    async def socket(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_text("in")
+        await ws.close()
+
+    app.include_router(router, prefix="/admin", dependencies=[Depends(token)])
+    with _client(app) as client:
+        with pytest.raises(WebSocketDenialResponse) as denied:
+            with client.websocket_connect("/admin/ws", headers={"X-Token": "wrong"}):
+                pass  # pragma: no cover - refused
+        assert denied.value.status_code == 400
+        assert denied.value.json() == {"detail": "X-Token header invalid"}
+        with pytest.raises(WebSocketDisconnect) as invalid:  # no header at all: a validation error
+            with client.websocket_connect("/admin/ws"):
+                pass  # pragma: no cover - refused
+        assert invalid.value.code == 1008
+        with client.websocket_connect("/admin/ws", headers={"X-Token": "secret"}) as session:
+            assert session.receive_text() == "in"
 
 
 def test_include_router_checks_its_prefix(app: Faster) -> None:
