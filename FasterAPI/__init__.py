@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         UnexpectedFrameType,
         WebSocketDisconnect,
         WebSocketException,
+        WebSocketRequestValidationError,
     )
     from .params import Body, Cookie, Header, Path, Query
     from .pubsub.history import History, JoinResult, Position
@@ -52,6 +53,7 @@ _PUBLIC: dict[str, str] = {
     "UnexpectedFrameType": "exceptions",
     "WebSocketDisconnect": "exceptions",
     "WebSocketException": "exceptions",
+    "WebSocketRequestValidationError": "exceptions",
     "Body": "params",
     "Cookie": "params",
     "Header": "params",
@@ -102,6 +104,7 @@ __all__ = [
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketException",
+    "WebSocketRequestValidationError",
     "WebSocketState",
     "status",
 ]

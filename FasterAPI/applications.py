@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import status
+from .config import HubConfig
 from .datastructures import State
 from .dependencies import Depends
 from .exceptions import (
@@ -28,8 +30,8 @@ from .pubsub.hub import Hub
 from .requests import Request
 from .responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from .routing import APIRouter, BaseRoute, Handler, Router, WebSocketRoute
-from .types import Receive, Scope, Send
-from .websockets import WebSocket, WebSocketState
+from .types import RAISE_EXCEPTIONS_EXTENSION, Receive, Scope, Send
+from .websockets import DENIAL_EXTENSION, WebSocket, WebSocketState
 
 if TYPE_CHECKING:
     from .pubsub.backends.base import Backend
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fasterapi")
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
-ExceptionHandler = Callable[[Request, Exception], Awaitable[Response] | Response]
+#: ``handler(request, exc)`` for HTTP, ``handler(websocket, exc)`` for a WebSocket route; sync or async.
+ExceptionHandler = Callable[[Any, Any], Any]
 
 _json_encode = msgspec.json.Encoder().encode
 _JSON_TYPE = (b"content-type", b"application/json")
@@ -66,6 +69,7 @@ class Faster(APIRouter):
         allowed_origins: Sequence[str] | None = None,
         **hub_options: Any,
     ) -> None:
+        _check_hub_options(hub_options)
         super().__init__(dependencies=dependencies)
         self.router = Router()
         self.state = State()
@@ -190,16 +194,18 @@ class Faster(APIRouter):
         ws = WebSocket(scope, receive, send, hub=hub)
         route, params = self.router.match_websocket(scope["path"])
         if route is None:
-            await _reject(ws, status.HTTP_404_NOT_FOUND, "No WebSocket route for this path")
+            # As Starlette: a close before accept, which the server answers with HTTP 403.
+            await _quiet_close(ws, status.WS_1000_NORMAL_CLOSURE)
             return
         origins = route.allowed_origins if route.allowed_origins is not None else self.allowed_origins
         if origins is not None and not _origin_allowed(ws, origins):
             logger.warning("Rejected WebSocket %s from origin %r", scope["path"], ws.headers.get("origin"))
-            await _reject(ws, status.HTTP_403_FORBIDDEN, "Origin not allowed")
+            await _quiet_close(ws, status.WS_1000_NORMAL_CLOSURE)
             return
         scope["path_params"] = params
         self.open_websockets += 1
         dependant = route.dependant
+        unhandled: Exception | None = None
         try:
             # Likewise the endpoint is awaited right here, without an exit stack it does not need.
             if dependant.needs_stack:
@@ -207,10 +213,8 @@ class Faster(APIRouter):
                     await dependant.call(**await dependant.arguments(ws, params, stack))
             else:
                 await dependant.call(**await dependant.arguments(ws, params, None))
-        except WebSocketDisconnect:
-            pass
         except Exception as error:
-            await self._close_after_error(ws, route, error)
+            unhandled = await self._websocket_error(ws, route, error)
         finally:
             self.open_websockets -= 1
             if ws.id in hub.connections:
@@ -218,6 +222,8 @@ class Faster(APIRouter):
         if ws.application_state is not WebSocketState.DISCONNECTED:
             # Returned without closing: close normally (before accept, the server answers 403).
             await _quiet_close(ws, status.WS_1000_NORMAL_CLOSURE)
+        if unhandled is not None and RAISE_EXCEPTIONS_EXTENSION in scope.get("extensions", ()):
+            raise unhandled
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, params, allowed = self.router.match_http(scope["method"], scope["path"])
@@ -289,6 +295,8 @@ class Faster(APIRouter):
                 result = handler(request, error)
                 if inspect.isawaitable(result):
                     result = await result
+                if not isinstance(result, Response):
+                    raise TypeError(f"Exception handler {handler!r} returned {result!r}, not a Response")
             except Exception:
                 logger.exception(
                     "Exception handler %r failed on %s %s", handler, request.method, request.url.path
@@ -326,7 +334,61 @@ class Faster(APIRouter):
                 return None
         return handlers.get(500)
 
-    async def _close_after_error(self, ws: WebSocket, route: WebSocketRoute, error: Exception) -> None:
+    def _find_websocket_handler(self, error: Exception) -> ExceptionHandler | None:
+        """The user's handler for ``error`` in a WebSocket route: by status, then by class.
+
+        As in FastAPI: handlers for ``Exception`` and ``500`` are for HTTP only, and the classes
+        with a built-in answer (``HTTPException``, ``WebSocketException``, validation errors)
+        stop the search, so a handler for a base class above them does not take them.
+        """
+        handlers = self.exception_handlers
+        if not handlers:
+            return None
+        if isinstance(error, HTTPException):
+            by_status = handlers.get(error.status_code)
+            if by_status is not None:
+                return by_status
+        for cls in type(error).__mro__:
+            if cls is RequestValidationError or cls is Exception:
+                return None
+            found = handlers.get(cls)
+            if found is not None:
+                return found
+            if cls is HTTPException or cls is WebSocketException:
+                return None
+        return None
+
+    async def _websocket_error(self, ws: WebSocket, route: WebSocketRoute, error: Exception) -> Exception | None:
+        """Answer an exception from a WebSocket route; returns it if nothing handled it.
+
+        A user's handler runs as ``handler(websocket, exc)``: it may close the socket with its
+        own code, or return a Response to refuse the handshake with it. Otherwise
+        ``WebSocketException`` closes with its code, a validation error with 1008, a wrong
+        frame type with 1003, malformed JSON with 1007, and an ``HTTPException`` before
+        accept() refuses the handshake with its status. What is left is unhandled: logged and
+        closed with 1011 (a handshake: HTTP 500), or for ``WebSocketDisconnect`` (the client
+        left while the handler waited) nothing at all.
+        """
+        handler = self._find_websocket_handler(error)
+        if handler is not None:
+            try:
+                result = handler(ws, error)
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is not None:
+                    if not isinstance(result, Response) or ws.application_state is not WebSocketState.CONNECTING:
+                        raise RuntimeError(
+                            f"Exception handler {handler!r} returned {result!r} for a WebSocket: it may return "
+                            "a Response only before accept() (it is sent instead of the handshake)"
+                        )
+                    await ws.send_denial_response(result)
+            except Exception as failure:
+                logger.exception("Exception handler %r failed on WebSocket %s", handler, route.path)
+                await _end_handshake_or_close(ws, status.WS_1011_INTERNAL_ERROR, "")
+                return failure
+            return None
+        if isinstance(error, WebSocketDisconnect):
+            return error
         if isinstance(error, WebSocketException):
             code, reason = error.code, error.reason
         elif isinstance(error, RequestValidationError):
@@ -338,15 +400,21 @@ class Faster(APIRouter):
         elif isinstance(error, InvalidJSONMessage):
             code, reason = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA, _short(str(error))
             logger.info("WebSocket %s closed: %s", route.path, error)
+        elif isinstance(error, HTTPException) and ws.application_state is WebSocketState.CONNECTING:
+            logger.info("WebSocket %s refused: %s", route.path, error)
+            if DENIAL_EXTENSION in ws.scope.get("extensions", ()):
+                await _quiet_denial(ws, _http_exception_response(error))
+            else:
+                await _quiet_close(ws, status.WS_1008_POLICY_VIOLATION, _short(str(error.detail)))
+            return None
         else:
-            code, reason = status.WS_1011_INTERNAL_ERROR, ""
             logger.exception("Exception in WebSocket handler %s", route.path)
-        if ws.application_state is WebSocketState.CONNECTING:
-            failed = code == status.WS_1011_INTERNAL_ERROR
-            http_status = status.HTTP_500_INTERNAL_SERVER_ERROR if failed else status.HTTP_403_FORBIDDEN
-            await _reject(ws, http_status, reason or "WebSocket handler failed")
-        elif ws.application_state is WebSocketState.CONNECTED:
+            await _end_handshake_or_close(ws, status.WS_1011_INTERNAL_ERROR, "")
+            return error
+        if ws.application_state is WebSocketState.CONNECTING or ws.application_state is WebSocketState.CONNECTED:
+            # Before accept() the server turns the close into an HTTP 403; the code is for the TestClient.
             await _quiet_close(ws, code, reason)
+        return None
 
     async def _handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -390,6 +458,22 @@ class Faster(APIRouter):
             await self.hub.stop()
 
 
+#: What ``Faster(**hub_options)`` may hold besides its named arguments: the hub settings.
+HUB_OPTIONS = frozenset({f.name for f in fields(HubConfig)} - {"backend"} | {"presence"})
+
+
+def _check_hub_options(options: Mapping[str, Any]) -> None:
+    """Refuse unknown keywords now: the hub is built on first use, which may be never (a
+    TestClient without ``with``), and a ported ``middleware=`` must not be dropped silently."""
+    unknown = sorted(set(options) - HUB_OPTIONS)
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        raise TypeError(
+            f"Faster() got unexpected keyword argument(s) {names}; besides its named arguments it "
+            f"takes the hub settings {', '.join(sorted(HUB_OPTIONS))}"
+        )
+
+
 class _Redirect(Exception):
     def __init__(self, url: str) -> None:
         self.url = url
@@ -409,23 +493,26 @@ def _short(reason: str) -> str:
     return encoded.decode("utf-8", "ignore")
 
 
-async def _reject(ws: WebSocket, http_status: int, detail: str) -> None:
-    """Refuse a handshake: an HTTP response where the server supports it, else a 403."""
-    if "websocket.http.response" in ws.scope.get("extensions", {}) and http_status != status.HTTP_403_FORBIDDEN:
-        body = detail.encode()
-        await ws.send(
-            {
-                "type": "websocket.http.response.start",
-                "status": http_status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await ws.send({"type": "websocket.http.response.body", "body": body})
-        return
-    await _quiet_close(ws, status.WS_1000_NORMAL_CLOSURE)
+def _http_exception_response(error: HTTPException) -> Response:
+    if error.status_code in (status.HTTP_204_NO_CONTENT, status.HTTP_304_NOT_MODIFIED):
+        return Response(status_code=error.status_code, headers=error.headers)
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+async def _end_handshake_or_close(ws: WebSocket, code: int, reason: str) -> None:
+    """After a failure: an HTTP 500 in place of the handshake where the server can send one,
+    else a close with ``code`` (before accept() the server answers it with 403)."""
+    if ws.application_state is WebSocketState.CONNECTING and DENIAL_EXTENSION in ws.scope.get("extensions", ()):
+        await _quiet_denial(ws, PlainTextResponse("Internal Server Error", status_code=500))
+    elif ws.application_state is WebSocketState.CONNECTING or ws.application_state is WebSocketState.CONNECTED:
+        await _quiet_close(ws, code, reason)
+
+
+async def _quiet_denial(ws: WebSocket, response: Response) -> None:
+    try:
+        await ws.send_denial_response(response)
+    except (RuntimeError, OSError):
+        pass  # the peer is gone
 
 
 async def _quiet_close(ws: WebSocket, code: int, reason: str = "") -> None:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from .exceptions import RequestValidationError
+from .exceptions import RequestValidationError, WebSocketRequestValidationError
 from .params import (
     Body,
     ConversionError,
@@ -291,10 +291,13 @@ class Dependant:
     async def arguments(
         self, conn: HTTPConnection, path_params: dict[str, str], stack: AsyncExitStack | None
     ) -> dict[str, Any]:
-        """The keyword arguments for ``call``; raises :class:`RequestValidationError` on bad input."""
+        """The keyword arguments for ``call``; raises :class:`RequestValidationError` on bad input
+        (:class:`WebSocketRequestValidationError` for a WebSocket)."""
         errors: list[dict[str, Any]] = []
         kwargs = await self.solve(conn, path_params, {}, stack, errors)
         if errors:
+            if isinstance(conn, WebSocket):
+                raise WebSocketRequestValidationError(errors)
             raise RequestValidationError(errors)
         return kwargs
 

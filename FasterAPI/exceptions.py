@@ -43,6 +43,14 @@ class RequestValidationError(Exception):
         super().__init__(self.errors)
 
 
+class WebSocketRequestValidationError(RequestValidationError):
+    """A WebSocket's parameters did not validate: the socket closes with 1008 (policy violation).
+
+    As in FastAPI, a handler registered for :class:`RequestValidationError` (an HTTP 422) does
+    not take it; register one for this class to answer it yourself.
+    """
+
+
 class WebSocketException(Exception):
     """Raised in a WebSocket handler to close the socket with ``code`` and ``reason``."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -18,8 +18,13 @@ class ClientDisconnect(Exception):
     """The client went away while the request body was being read."""
 
 
-class HTTPConnection:
-    """What an HTTP request and a WebSocket have in common: URL, headers, client, state."""
+class HTTPConnection(Mapping[str, Any]):
+    """What an HTTP request and a WebSocket have in common: URL, headers, client, state.
+
+    A read-only mapping of its ASGI scope, as Starlette's is: ``conn["path"]``, ``dict(conn)``.
+    Two connections are equal only if they are the same object (a socket in a list can be
+    ``remove()``d, whatever the scopes hold).
+    """
 
     __slots__ = ("_cookies", "_headers", "_query_params", "_url", "scope")
 
@@ -29,6 +34,19 @@ class HTTPConnection:
         self._query_params: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
         self._url: URL | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.scope[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scope)
+
+    def __len__(self) -> int:
+        return len(self.scope)
+
+    # Mapping compares contents; a connection is itself only.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     @property
     def app(self) -> Faster:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import msgspec
 
 from .datastructures import MutableHeaders
-from .types import Receive, Scope, Send
+from .types import Message, Receive, Scope, Send
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -89,6 +89,8 @@ class Response:
         self.set_cookie(key, "", max_age=0, path=path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            send = _denial_send(send)
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.headers.raw})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -141,6 +143,8 @@ class StreamingResponse(Response):
             self.headers["content-type"] = self.media_type
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            send = _denial_send(send)
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.headers.raw})
         if isinstance(self.body_iterator, AsyncIterable):
             async for chunk in self.body_iterator:
@@ -149,6 +153,18 @@ class StreamingResponse(Response):
             for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": _as_bytes(chunk), "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _denial_send(send: Send) -> Send:
+    """``send`` for a response that answers a WebSocket handshake: the ASGI denial messages."""
+
+    async def denial(message: Message) -> None:
+        kind = message["type"]
+        if kind in ("http.response.start", "http.response.body"):
+            message = {**message, "type": "websocket." + kind}
+        await send(message)
+
+    return denial
 
 
 def _as_bytes(chunk: str | bytes) -> bytes:

@@ -8,8 +8,8 @@ are answered by a single dict lookup.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from .dependencies import Dependant, Depends
 
@@ -52,12 +52,17 @@ class BaseRoute:
         *,
         name: str | None = None,
         dependencies: Sequence[Depends] = (),
+        tags: Sequence[str] = (),
+        responses: Mapping[int | str, Any] | None = None,
     ) -> None:
         self.path = path
         self.endpoint = endpoint
         self.name = name or getattr(endpoint, "__name__", path)
         self.segments, names = _parse(path)
         self.dependencies = list(dependencies)
+        #: FastAPI's documentation metadata, kept for the app to read (nothing serves a schema).
+        self.tags = list(tags)
+        self.responses: dict[int | str, Any] = dict(responses or {})
         self.dependant = Dependant(endpoint, frozenset(names), extra=self.dependencies)
 
 
@@ -74,8 +79,10 @@ class HTTPRoute(BaseRoute):
         response_class: type | None = None,
         name: str | None = None,
         dependencies: Sequence[Depends] = (),
+        tags: Sequence[str] = (),
+        responses: Mapping[int | str, Any] | None = None,
     ) -> None:
-        super().__init__(path, endpoint, name=name, dependencies=dependencies)
+        super().__init__(path, endpoint, name=name, dependencies=dependencies, tags=tags, responses=responses)
         self.methods = {m.upper() for m in methods}
         if not self.methods:
             raise ValueError(f"Route {path!r} needs at least one HTTP method")
@@ -98,8 +105,9 @@ class WebSocketRoute(BaseRoute):
         name: str | None = None,
         dependencies: Sequence[Depends] = (),
         allowed_origins: Sequence[str] | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
-        super().__init__(path, endpoint, name=name, dependencies=dependencies)
+        super().__init__(path, endpoint, name=name, dependencies=dependencies, tags=tags)
         if self.dependant.kind != "async":
             raise TypeError(f"WebSocket endpoint {self.name!r} must be an 'async def' function")
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
@@ -297,13 +305,25 @@ class Router:
 
 
 class APIRouter:
-    """A group of routes with a common prefix and dependencies, added with ``include_router``."""
+    """A group of routes with a common prefix, dependencies and tags, added with ``include_router``.
 
-    def __init__(self, prefix: str = "", *, dependencies: Sequence[Depends] = ()) -> None:
-        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
-            raise ValueError(f"A prefix must start with '/' and not end with '/', got {prefix!r}")
+    ``tags`` and ``responses`` are FastAPI's documentation metadata: they are kept on each
+    route (``route.tags``, ``route.responses``) so ported code runs, and change nothing else.
+    """
+
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        dependencies: Sequence[Depends] = (),
+        tags: Sequence[str] = (),
+        responses: Mapping[int | str, Any] | None = None,
+    ) -> None:
+        _check_prefix(prefix)
         self.prefix = prefix
         self.dependencies = list(dependencies)
+        self.tags = list(tags)
+        self.responses: dict[int | str, Any] = dict(responses or {})
         self.routes: list[BaseRoute] = []
 
     def add_route(self, route: BaseRoute) -> None:
@@ -318,6 +338,8 @@ class APIRouter:
         response_class: type | None = None,
         name: str | None = None,
         dependencies: Sequence[Depends] = (),
+        tags: Sequence[str] = (),
+        responses: Mapping[int | str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register an HTTP handler for ``methods`` on ``path``."""
 
@@ -331,6 +353,8 @@ class APIRouter:
                     response_class=response_class,
                     name=name,
                     dependencies=[*self.dependencies, *dependencies],
+                    tags=[*self.tags, *tags],
+                    responses={**self.responses, **(responses or {})},
                 )
             )
             return func
@@ -355,8 +379,8 @@ class APIRouter:
     def websocket(
         self,
         path: str,
-        *,
         name: str | None = None,
+        *,
         dependencies: Sequence[Depends] = (),
         allowed_origins: Sequence[str] | None = None,
     ) -> Callable[[Handler], Handler]:
@@ -370,32 +394,70 @@ class APIRouter:
                     name=name,
                     dependencies=[*self.dependencies, *dependencies],
                     allowed_origins=allowed_origins,
+                    tags=self.tags,
                 )
             )
             return func
 
         return decorator
 
-    def include_router(self, router: APIRouter, *, prefix: str = "") -> None:
-        """Add every route of ``router`` under ``prefix`` (and this router's own prefix)."""
+    def include_router(
+        self,
+        router: APIRouter,
+        *,
+        prefix: str = "",
+        tags: Sequence[str] = (),
+        dependencies: Sequence[Depends] = (),
+        responses: Mapping[int | str, Any] | None = None,
+    ) -> None:
+        """Add every route of ``router`` under ``prefix`` (after this router's own prefix).
+
+        ``dependencies`` run for each of those routes, after this router's and before
+        ``router``'s own (an auth check for a whole router); ``tags`` and ``responses`` are
+        added to each route's metadata, as FastAPI does.
+        """
+        _check_prefix(prefix)
+        extra = _Including(self.prefix + prefix, [*self.dependencies, *dependencies], list(tags), dict(responses or {}))
         for route in router.routes:
-            self.add_route(_with_prefix(route, self.prefix + prefix, self.dependencies))
+            self.add_route(_included(route, extra))
 
 
-def _with_prefix(route: BaseRoute, prefix: str, dependencies: list[Depends]) -> BaseRoute:
-    deps = [*dependencies, *route.dependencies]
+def _check_prefix(prefix: str) -> None:
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        raise ValueError(f"A prefix must start with '/' and not end with '/', got {prefix!r}")
+
+
+class _Including(NamedTuple):
+    """What ``include_router`` adds to each route it copies."""
+
+    prefix: str
+    dependencies: list[Depends]
+    tags: list[str]
+    responses: dict[int | str, Any]
+
+
+def _included(route: BaseRoute, extra: _Including) -> BaseRoute:
+    deps = [*extra.dependencies, *route.dependencies]
+    tags = [*extra.tags, *route.tags]
     if isinstance(route, WebSocketRoute):
         origins = None if route.allowed_origins is None else sorted(route.allowed_origins)
         return WebSocketRoute(
-            prefix + route.path, route.endpoint, name=route.name, dependencies=deps, allowed_origins=origins
+            extra.prefix + route.path,
+            route.endpoint,
+            name=route.name,
+            dependencies=deps,
+            allowed_origins=origins,
+            tags=tags,
         )
     assert isinstance(route, HTTPRoute)
     return HTTPRoute(
-        prefix + route.path,
+        extra.prefix + route.path,
         route.endpoint,
         methods=sorted(route.methods - {"HEAD"} if route.implicit_head else route.methods),
         status_code=route.status_code,
         response_class=route.response_class,
         name=route.name,
         dependencies=deps,
+        tags=tags,
+        responses={**extra.responses, **route.responses},
     )

@@ -4,16 +4,26 @@ The app runs on an event loop in a background thread, concurrently with the test
 WebSocket session performs the real ASGI handshake (``websocket.connect`` answered by the
 app's ``accept`` or ``close``) and then exchanges messages both ways while the handler runs.
 ``with TestClient(app):`` runs the lifespan (startup on enter, shutdown on exit).
+
+WebSocket sessions behave as Starlette's (so FastAPI's tests port unchanged): a refused
+handshake raises :class:`WebSocketDisconnect` (or :class:`WebSocketDenialResponse`, one of
+them) from ``websocket_connect(...).__enter__``; ``receive_text/bytes/json`` raise it when the
+app closes; leaving the ``with`` block closes from the client's side, cancels a handler that
+is not waiting for a message, and raises what the handler raised (its ``WebSocketDisconnect``
+too, as a ``while True: receive_text()`` loop does when the client leaves).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
@@ -22,7 +32,8 @@ import msgspec
 from . import status
 from .datastructures import Headers, parse_cookies
 from .exceptions import WebSocketDisconnect
-from .types import ASGIApp, Message, Scope
+from .types import RAISE_EXCEPTIONS_EXTENSION, ASGIApp, Message, Scope
+from .websockets import DENIAL_EXTENSION
 
 __all__ = ["TestClient", "TestResponse", "WebSocketDenialResponse", "WebSocketTestSession"]
 
@@ -55,8 +66,19 @@ class TestResponse:
         return f"<TestResponse [{self.status_code}]>"
 
 
-class WebSocketDenialResponse(TestResponse, Exception):
-    """The app refused the WebSocket handshake with an HTTP response."""
+class WebSocketDenialResponse(TestResponse, WebSocketDisconnect):
+    """The app refused the WebSocket handshake with an HTTP response (``send_denial_response``).
+
+    A :class:`WebSocketDisconnect` too, as in Starlette, with the code a browser reports for
+    a failed handshake (1006): ``pytest.raises(WebSocketDisconnect)`` takes either refusal.
+    """
+
+    def __init__(self, status_code: int, headers: Headers, content: bytes, url: str) -> None:
+        TestResponse.__init__(self, status_code, headers, content, url)
+        WebSocketDisconnect.__init__(self, status.WS_1006_ABNORMAL_CLOSURE, f"HTTP {status_code}")
+
+    def __repr__(self) -> str:
+        return f"<WebSocketDenialResponse [{self.status_code}]>"
 
 
 class _Portal:
@@ -99,17 +121,26 @@ class TestClient:
         base_url: str = "http://testserver",
         *,
         headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None,
         follow_redirects: bool = True,
+        raise_server_exceptions: bool = True,
         timeout: float = 30.0,
         client: tuple[str, int] = ("testclient", 50000),
     ) -> None:
+        """``headers`` and ``cookies`` go with every request and WebSocket handshake (the
+        ``user-agent`` is ``testclient`` unless given). With ``raise_server_exceptions`` an
+        exception that no handler took in a WebSocket route reaches the test, as in Starlette;
+        the app has closed the socket (1011) first. ``timeout`` bounds every wait for the app."""
         self.app = app
         self.base_url = base_url
         self.headers = dict(headers or {})
+        if not any(key.lower() == "user-agent" for key in self.headers):
+            self.headers["user-agent"] = "testclient"
         self.follow_redirects = follow_redirects
+        self.raise_server_exceptions = raise_server_exceptions
         self.timeout = timeout
         self.client = client
-        self.cookies: dict[str, str] = {}
+        self.cookies: dict[str, str] = dict(cookies or {})
         self.app_state: dict[str, Any] = {}
         self._portal: _Portal | None = None
         self._lifespan: Future[None] | None = None
@@ -259,8 +290,16 @@ class TestClient:
             "client": list(self.client),
             "server": [parts.hostname or "testserver", parts.port or default_port],
             "state": dict(self.app_state),
-            "extensions": {"websocket.http.response": {}} if kind == "websocket" else {},
+            "extensions": self._extensions(kind),
         }
+
+    def _extensions(self, kind: str) -> dict[str, Any]:
+        extensions: dict[str, Any] = {}
+        if kind == "websocket":
+            extensions[DENIAL_EXTENSION] = {}
+            if self.raise_server_exceptions:
+                extensions[RAISE_EXCEPTIONS_EXTENSION] = {}
+        return extensions
 
     async def _http(self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes) -> TestResponse:
         scope = self._scope("http", target, headers)
@@ -329,21 +368,40 @@ class TestClient:
         self,
         url: str,
         subprotocols: Sequence[str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        *,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        cookies: Mapping[str, str] | None = None,
     ) -> WebSocketTestSession:
-        """Open a WebSocket session; use it as a context manager."""
+        """A WebSocket session; the handshake happens when it is entered (``with``).
+
+        The handshake request carries what a browser's does: the client's headers and
+        cookies (``cookies`` added for this one), ``sec-websocket-key`` and ``-version``,
+        ``user-agent``, and the offered ``subprotocols``; ``params`` join the query string.
+        """
         target = urljoin(self.base_url.replace("http", "ws", 1), url)
-        all_headers = {**{k.lower(): v for k, v in self.headers.items()}}
-        all_headers.update({k.lower(): v for k, v in (headers or {}).items()})
-        all_headers.setdefault("connection", "upgrade")
-        all_headers.setdefault("upgrade", "websocket")
-        all_headers.setdefault("sec-websocket-version", "13")
+        if params:
+            target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
+        given = [(k.lower(), v) for k, v in (headers.items() if isinstance(headers, Mapping) else headers or ())]
+        named = {k for k, _ in given}
+        defaults = {k.lower(): v for k, v in self.headers.items()}
+        defaults.update(
+            {
+                "connection": "upgrade",
+                "upgrade": "websocket",
+                "sec-websocket-key": base64.b64encode(os.urandom(16)).decode(),
+                "sec-websocket-version": "13",
+            }
+        )
         if subprotocols:
-            all_headers["sec-websocket-protocol"] = ", ".join(subprotocols)
-        if self.cookies:
-            all_headers.setdefault("cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
+            defaults["sec-websocket-protocol"] = ", ".join(subprotocols)
+        jar = {**self.cookies, **(cookies or {})}
+        if jar:
+            defaults["cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+        all_headers = [(k, v) for k, v in defaults.items() if k not in named] + given
         scope = self._scope("websocket", target, all_headers)
-        scope["subprotocols"] = list(subprotocols or [])
+        offered = next((v for k, v in reversed(all_headers) if k == "sec-websocket-protocol"), "")
+        scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()]
         return WebSocketTestSession(self, scope)
 
 
@@ -362,7 +420,13 @@ class WebSocketTestSession:
         self._to_app: asyncio.Queue[Message] | None = None
         self._from_app: queue.Queue[Message | BaseException | None] = queue.Queue()
         self._task: Future[None] | None = None
-        self._closed = False
+        # Kept on the client's loop: the app's task, how many of its receive() calls are
+        # waiting, whether each side has closed, and whether the client cancelled the app.
+        self._app_task: asyncio.Task[Any] | None = None
+        self._receivers = 0
+        self._client_closed = False
+        self._server_closed = False
+        self._cancelled = False
 
     def __enter__(self) -> WebSocketTestSession:
         portal = self.client.portal
@@ -378,10 +442,11 @@ class WebSocketTestSession:
             self.accepted_subprotocol = message.get("subprotocol")
             self.extra_headers = list(message.get("headers") or [])
             return self
-        self._closed = True
         if message["type"] == "websocket.close":
-            self._wait_app()
-            raise WebSocketDisconnect(message.get("code", status.WS_1000_NORMAL_CLOSURE), message.get("reason"))
+            self.close_code = message.get("code", status.WS_1000_NORMAL_CLOSURE)
+            self.close_reason = message.get("reason") or ""
+            self._wait_app()  # what the app raised comes first
+            raise WebSocketDisconnect(self.close_code, self.close_reason)
         if message["type"] == "websocket.http.response.start":
             body = b""
             while True:
@@ -395,30 +460,63 @@ class WebSocketTestSession:
             )
         raise RuntimeError(f"Expected websocket.accept or websocket.close, got {message['type']!r}")
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        """Close from the client's side (1000) unless it already has, cancel the handler if it is
+        not waiting for a message, wait for the app, and raise what it raised.
+
+        An exception already leaving the ``with`` block is not replaced: what the app raised
+        is added to it as a note.
+        """
+        self.client.portal.loop.call_soon_threadsafe(self._leave, status.WS_1000_NORMAL_CLOSURE, "")
         try:
-            if not self._closed:
-                self.close(status.WS_1000_NORMAL_CLOSURE)
-        finally:
             self._wait_app()
+        except Exception as app_error:
+            if exc is None:
+                raise
+            exc.add_note(f"The WebSocket app also raised {app_error!r}")
 
     async def _run(self) -> None:
         assert self._to_app is not None
         inbox = self._to_app
+        self._app_task = asyncio.current_task()
 
         async def receive() -> Message:
-            return await inbox.get()
+            if self._client_closed and inbox.empty():
+                # The client is gone: every further receive is its disconnect.
+                return {"type": "websocket.disconnect", "code": status.WS_1000_NORMAL_CLOSURE, "reason": ""}
+            self._receivers += 1
+            try:
+                return await inbox.get()
+            finally:
+                self._receivers -= 1
 
         async def send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "websocket.close" or (kind == "websocket.http.response.body" and not message.get("more_body")):
+                self._server_closed = True
             self._from_app.put(message)
 
         try:
             await self.client.app(self.scope, receive, send)
+        except asyncio.CancelledError:
+            if not self._cancelled:
+                raise
+            # The client left and cancelled the handler (as Starlette's TestClient does).
         except BaseException as error:
             self._from_app.put(error)
             raise
         finally:
             self._from_app.put(None)
+
+    def _leave(self, code: int, reason: str) -> None:
+        """On the client's loop: the client closes; a handler that will not see it is cancelled."""
+        self._close_on_loop(code, reason)
+        task = self._app_task
+        if task is not None and not task.done() and not self._server_closed and self._receivers == 0:
+            self._cancelled = True
+            task.cancel()
 
     def _put(self, message: Message) -> None:
         assert self._to_app is not None
@@ -437,16 +535,23 @@ class WebSocketTestSession:
         return item
 
     def _wait_app(self) -> None:
+        """Wait for the app to return; raise what it raised (not the client's own cancel)."""
         if self._task is None:
             return
         try:
             self._task.result(self.client.timeout)
-        except WebSocketDisconnect:
-            pass
+        except FutureTimeout:
+            raise TimeoutError(
+                f"The WebSocket app did not return within {self.client.timeout:g} s of the session's end"
+            ) from None
 
     # -- sending -------------------------------------------------------------------------
 
     def send(self, message: Message) -> None:
+        """Send a raw ASGI message to the app (``websocket.receive``, ``websocket.disconnect``)."""
+        if message["type"] == "websocket.disconnect":
+            self.close(message.get("code", status.WS_1000_NORMAL_CLOSURE), message.get("reason"))
+            return
         self._put(message)
 
     def send_text(self, data: str) -> None:
@@ -464,29 +569,40 @@ class WebSocketTestSession:
 
     def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """The client closes: the app's next receive sees ``websocket.disconnect``."""
-        self._closed = True
-        self._put({"type": "websocket.disconnect", "code": code, "reason": reason or ""})
+        self.client.portal.loop.call_soon_threadsafe(self._close_on_loop, code, reason or "")
+
+    def _close_on_loop(self, code: int, reason: str) -> None:
+        if not self._client_closed:
+            self._client_closed = True
+            assert self._to_app is not None
+            self._to_app.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
 
     # -- receiving -----------------------------------------------------------------------
 
     def receive(self, timeout: float | None = None) -> Message:
-        """The next raw message the app sent; a close raises WebSocketDisconnect."""
+        """The next raw message the app sent, a ``websocket.close`` included (as Starlette's)."""
         message = self._next(timeout)
         if message["type"] == "websocket.close":
-            self._closed = True
             self.close_code = message.get("code", status.WS_1000_NORMAL_CLOSURE)
             self.close_reason = message.get("reason") or ""
-            raise WebSocketDisconnect(self.close_code, self.close_reason)
+        return message
+
+    def _receive_data(self, timeout: float | None) -> Message:
+        message = self.receive(timeout)
+        if message["type"] == "websocket.close":
+            raise WebSocketDisconnect(self.close_code or status.WS_1000_NORMAL_CLOSURE, self.close_reason)
         return message
 
     def receive_text(self, timeout: float | None = None) -> str:
-        message = self.receive(timeout)
+        """The next text message; the app's close raises WebSocketDisconnect (code and reason)."""
+        message = self._receive_data(timeout)
         if message.get("text") is None:
             raise TypeError(f"Expected a text message, got {message!r}")
         return message["text"]  # type: ignore[no-any-return]
 
     def receive_bytes(self, timeout: float | None = None) -> bytes:
-        message = self.receive(timeout)
+        """The next binary message; the app's close raises WebSocketDisconnect (code and reason)."""
+        message = self._receive_data(timeout)
         if message.get("bytes") is None:
             raise TypeError(f"Expected a binary message, got {message!r}")
         return message["bytes"]  # type: ignore[no-any-return]
@@ -496,6 +612,9 @@ class WebSocketTestSession:
         return msgspec.json.decode(data)
 
     def iter_messages(self) -> Iterator[Message]:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                yield self.receive()
+        """Messages until the app closes (the close is not yielded)."""
+        while True:
+            message = self.receive()
+            if message["type"] == "websocket.close":
+                return
+            yield message

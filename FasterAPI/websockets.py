@@ -17,11 +17,21 @@ from .types import Message, Receive, Scope, Send, WebSocketState
 if TYPE_CHECKING:
     from .pubsub.history import JoinResult, Position
     from .pubsub.hub import Hub
+    from .responses import Response
 
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState"]
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
+
+#: The ASGI extension that lets an app answer a handshake with an HTTP response.
+DENIAL_EXTENSION = "websocket.http.response"
+
+
+def _check_mode(mode: str) -> None:
+    # A RuntimeError, as Starlette raises: ported code may catch that.
+    if mode not in ("text", "binary"):
+        raise RuntimeError(f"The 'mode' argument must be 'text' or 'binary', got {mode!r}")
 
 
 class WebSocket(HTTPConnection):
@@ -33,6 +43,8 @@ class WebSocket(HTTPConnection):
 
     ``hub`` (given by the app) makes the connection a room member: it issues the id, and
     the connection is known to it from ``accept()`` until the app has served it.
+
+    Like Starlette's, it is a read-only mapping of its scope (``ws["subprotocols"]``).
     """
 
     __slots__ = ("_hub", "_id", "_receive", "_send", "application_state", "client_state")
@@ -67,7 +79,8 @@ class WebSocket(HTTPConnection):
         )
 
     async def send(self, message: Message) -> None:
-        """Send a raw ASGI message (``websocket.accept``, ``websocket.send``, ``websocket.close``)."""
+        """Send a raw ASGI message: ``websocket.accept``, ``.send``, ``.close``, or a denial
+        response (``websocket.http.response.start`` then ``.body``) instead of accepting."""
         state = self.application_state
         kind = message["type"]
         if state is WebSocketState.CONNECTED:
@@ -90,21 +103,50 @@ class WebSocket(HTTPConnection):
                 self.application_state = WebSocketState.CONNECTED
             elif kind == "websocket.close":
                 self.application_state = WebSocketState.DISCONNECTED
-            elif kind == "websocket.http.response.body":
-                # A denial response (ASGI's websocket.http.response extension) ends with its body.
-                if not message.get("more_body", False):
-                    self.application_state = WebSocketState.DISCONNECTED
-            elif kind != "websocket.http.response.start":
+            elif kind == "websocket.http.response.start":
+                if DENIAL_EXTENSION not in self.scope.get("extensions", {}):
+                    raise RuntimeError(
+                        "Cannot send 'websocket.http.response.start': the server does not support "
+                        "the WebSocket denial response extension; close() before accept() answers 403"
+                    )
+                self.application_state = WebSocketState.RESPONSE
+            else:
                 raise RuntimeError(
-                    f"Cannot send {kind!r} before accept(): application state is CONNECTING, "
-                    "expected CONNECTED"
+                    f"Cannot send {kind!r} before accept(): application state is CONNECTING, expected "
+                    "CONNECTED (before it only 'websocket.accept', 'websocket.close' or "
+                    "'websocket.http.response.start' may be sent)"
                 )
+            await self._send(message)
+            return
+        if state is WebSocketState.RESPONSE:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(
+                    f"Cannot send {kind!r} during a denial response: application state is RESPONSE, "
+                    "expected 'websocket.http.response.body'"
+                )
+            if not message.get("more_body", False):
+                self.application_state = WebSocketState.DISCONNECTED
             await self._send(message)
             return
         raise RuntimeError(
             f'Cannot send {kind!r} once a close message has been sent: application state is '
             "DISCONNECTED, expected CONNECTED"
         )
+
+    async def send_denial_response(self, response: Response) -> None:
+        """Refuse the handshake with ``response`` (any status, headers and body) instead of a 403.
+
+        Needs the server's ``websocket.http.response`` extension (uvicorn, our server and the
+        TestClient have it); without it this raises RuntimeError. Only before accept().
+        """
+        if DENIAL_EXTENSION not in self.scope.get("extensions", {}):
+            raise RuntimeError("The server does not support the WebSocket denial response extension")
+        if self.application_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(
+                f"Cannot send a denial response: application state is {self.application_state.name}, "
+                "expected CONNECTING (before accept())"
+            )
+        await response(self.scope, self.receive, self.send)
 
     # -- handshake and close -----------------------------------------------------------------
 
@@ -131,7 +173,8 @@ class WebSocket(HTTPConnection):
             self._hub.add(self)  # from now on send_to(ws.id) reaches it
 
     async def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
-        """Close with ``code``; before accept() this rejects the handshake with HTTP 403."""
+        """Close with ``code``; before accept() this rejects the handshake with HTTP 403
+        (the TestClient raises WebSocketDisconnect with ``code``)."""
         await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
 
     # -- typed receive -----------------------------------------------------------------------
@@ -212,8 +255,7 @@ class WebSocket(HTTPConnection):
 
     async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
         """The next message decoded as JSON; malformed JSON raises :class:`InvalidJSONMessage`."""
-        if mode not in ("text", "binary"):
-            raise ValueError(f"mode must be 'text' or 'binary', got {mode!r}")
+        _check_mode(mode)
         return self._json_of(self._data(await self._next_message()), mode)
 
     async def iter_text(self) -> AsyncIterator[str]:
@@ -250,13 +292,12 @@ class WebSocket(HTTPConnection):
 
     async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
         """Send ``data`` encoded with msgspec (dicts, lists, Structs, dataclasses...)."""
+        _check_mode(mode)
         encoded = _json_encode(data)
         if mode == "text":
             await self.send({"type": "websocket.send", "text": encoded.decode()})
-        elif mode == "binary":
-            await self.send({"type": "websocket.send", "bytes": encoded})
         else:
-            raise ValueError(f"mode must be 'text' or 'binary', got {mode!r}")
+            await self.send({"type": "websocket.send", "bytes": encoded})
 
     # -- rooms -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from contextlib import nullcontext
 from typing import Any
 
 import msgspec
@@ -94,9 +95,13 @@ def test_payload_kinds_str_bytes_and_json() -> None:
         await app.broadcast("kinds", b"\x00bin")
         await app.broadcast("kinds", {"json": [1, 2]})
         await app.broadcast("kinds", Chat("hi", 3))
-        await ws.receive_text()
+        await ws.receive_text()  # the client's leaving ends it: WebSocketDisconnect, to the test
 
-    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+    with (
+        TestClient(app) as client,
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect("/ws") as session,
+    ):
         assert session.receive_text() == "ready"
         session.send_text("go")
         got["text"] = session.receive()
@@ -173,13 +178,15 @@ def test_membership_ends_when_the_socket_ends_for_any_reason() -> None:
 
     with TestClient(app) as client:
         for path in ("/crash/x", "/server-close/x", "/rooms/x"):
-            with client.websocket_connect(path) as session:
+            # The handler's own exception reaches the test when the session ends.
+            raised = pytest.raises(RuntimeError, match="handler bug") if path == "/crash/x" else nullcontext()
+            with raised, client.websocket_connect(path) as session:
                 session.receive()
                 assert client.get("/rooms/x").json()["size"] == 1
                 if path != "/rooms/x":
                     session.send_text("go")
                     with pytest.raises(WebSocketDisconnect):
-                        session.receive()
+                        session.receive_text()
             wait_until(lambda: client.get("/rooms/x").json()["size"] == 0, 5, f"the room to empty after {path}")
         hub = app.hub
         assert hub.rooms == {} and hub.connections == {}
@@ -339,3 +346,14 @@ def test_history_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPa
         _ = Faster().hub
     with pytest.raises(ValueError, match="History size"):
         History(size=0)
+
+
+def test_unknown_keyword_arguments_are_refused_at_construction() -> None:
+    """A ported ``FastAPI(middleware=[...])`` must fail where it is written, not run without it."""
+    with pytest.raises(TypeError) as refused:
+        Faster(middleware=[], title="Ported")
+    message = str(refused.value)
+    assert "'middleware', 'title'" in message
+    assert "send_queue_size" in message  # and it says what is taken
+    app = Faster(send_queue_size=8, overflow="drop_oldest", history_size=0, presence_ttl=10.0)
+    assert app.hub.config.send_queue_size == 8

@@ -183,7 +183,7 @@ def test_markers_defaults(client: TestClient) -> None:
         "page": 1,
         "size": 20,
         "search": None,
-        "user_agent": "none",
+        "user_agent": "testclient",  # the TestClient sends one, as Starlette's does
         "x_token": None,
         "raw_name": "unset",
         "session": "anon",

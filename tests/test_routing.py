@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from FasterAPI import APIRouter, Depends, Faster, Request
+from FasterAPI import APIRouter, Depends, Faster, Header, HTTPException, Request, WebSocket, WebSocketDisconnect
 from FasterAPI.routing import HTTPRoute, Router, WebSocketRoute
-from FasterAPI.testclient import TestClient
+from FasterAPI.testclient import TestClient, WebSocketDenialResponse
 
 
 def _endpoint() -> None:
@@ -650,3 +650,83 @@ def test_include_router_keeps_explicit_head_and_methods(app: Faster) -> None:
         assert client.get("/p/h").status_code == 405
         assert client.put("/p/gp").json() == "PUT"
         assert client.head("/p/gp").status_code == 200
+
+
+def test_include_router_takes_prefix_tags_dependencies_and_responses(app: Faster) -> None:
+    """FastAPI's per-router auth: dependencies given to include_router run for each route of
+    that router, HTTP and WebSocket, after the app's and before the router's own."""
+    seen: list[str] = []
+
+    def mark(label: str) -> Callable[[], None]:
+        def dependency() -> None:
+            seen.append(label)
+
+        dependency.__name__ = f"mark_{label}"
+        return dependency
+
+    app.dependencies.append(Depends(mark("app")))
+    router = APIRouter(
+        prefix="/items", tags=["items"], dependencies=[Depends(mark("router"))], responses={404: {"d": "nf"}}
+    )
+
+    @router.get("/", tags=["list"], responses={200: {"d": "ok"}})
+    async def items() -> str:
+        return "items"
+
+    @router.websocket("/ws")
+    async def socket(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_text("socket")
+        await ws.close()
+
+    app.include_router(
+        router, prefix="/v1", tags=["v1"], dependencies=[Depends(mark("include"))], responses={418: {"d": "tea"}}
+    )
+    with _client(app) as client:
+        assert client.get("/v1/items/").json() == "items"
+        assert seen == ["app", "include", "router"]
+        seen.clear()
+        with client.websocket_connect("/v1/items/ws") as session:
+            assert session.receive_text() == "socket"
+        assert seen == ["app", "include", "router"]
+    by_path = {route.path: route for route in app.routes}
+    assert by_path["/v1/items/"].tags == ["v1", "items", "list"]
+    assert by_path["/v1/items/"].responses == {418: {"d": "tea"}, 404: {"d": "nf"}, 200: {"d": "ok"}}
+    assert by_path["/v1/items/ws"].tags == ["v1", "items"]
+
+
+def test_include_router_dependency_refuses_a_websocket_like_fastapi(app: Faster) -> None:
+    """An HTTPException from a router's dependency refuses the handshake with its status."""
+
+    def token(x_token: str = Header()) -> None:
+        if x_token != "secret":
+            raise HTTPException(400, "X-Token header invalid")
+
+    router = APIRouter()
+
+    @router.websocket("/ws")
+    async def socket(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_text("in")
+        await ws.close()
+
+    app.include_router(router, prefix="/admin", dependencies=[Depends(token)])
+    with _client(app) as client:
+        with pytest.raises(WebSocketDenialResponse) as denied:
+            with client.websocket_connect("/admin/ws", headers={"X-Token": "wrong"}):
+                pass  # pragma: no cover - refused
+        assert denied.value.status_code == 400
+        assert denied.value.json() == {"detail": "X-Token header invalid"}
+        with pytest.raises(WebSocketDisconnect) as invalid:  # no header at all: a validation error
+            with client.websocket_connect("/admin/ws"):
+                pass  # pragma: no cover - refused
+        assert invalid.value.code == 1008
+        with client.websocket_connect("/admin/ws", headers={"X-Token": "secret"}) as session:
+            assert session.receive_text() == "in"
+
+
+def test_include_router_checks_its_prefix(app: Faster) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        app.include_router(APIRouter(), prefix="admin")
+    with pytest.raises(ValueError, match="prefix"):
+        app.include_router(APIRouter(), prefix="/admin/")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from FasterAPI import Faster, RedirectResponse, Request, Response
-from FasterAPI.testclient import TestClient, TestResponse
+from FasterAPI import Faster, RedirectResponse, Request, Response, WebSocket, WebSocketDisconnect
+from FasterAPI.testclient import TestClient, TestResponse, WebSocketDenialResponse, WebSocketTestSession
 from FasterAPI.types import Message, Receive, Scope, Send
 
 app = Faster()
@@ -231,3 +234,138 @@ def test_close_stops_the_event_loop_thread() -> None:
     assert len(mine) == 1
     client.close()
     assert not mine[0].is_alive()
+
+
+# -- WebSocket sessions: what FastAPI's tests expect of Starlette's TestClient -------------------
+
+ws_app = Faster()
+
+
+@ws_app.websocket("/handshake")
+async def handshake(ws: WebSocket) -> None:
+    await ws.accept(subprotocol=ws["subprotocols"][0] if ws["subprotocols"] else None)
+    await ws.send_json(
+        {
+            "headers": ws.headers.items(),
+            "query": ws.query_params.multi_items(),
+            "cookies": ws.cookies,
+            "subprotocols": ws["subprotocols"],
+        }
+    )
+    await ws.close()
+
+
+@ws_app.websocket("/echo")
+async def echo_forever(ws: WebSocket) -> None:
+    await ws.accept()
+    while True:
+        await ws.send_text(await ws.receive_text())
+
+
+pushing: dict[str, Any] = {"ended": threading.Event()}
+
+
+@ws_app.websocket("/push")
+async def push_only(ws: WebSocket) -> None:
+    await ws.accept()
+    await ws.join("news")
+    try:
+        while True:
+            await ws.send_text("tick")
+            await asyncio.sleep(3600)  # never receives: only the client's leaving ends it
+    finally:
+        pushing["ended"].set()
+
+
+def _handshake(session: WebSocketTestSession) -> dict[str, Any]:
+    data: dict[str, Any] = session.receive_json()
+    data["headers"] = {key: value for key, value in data["headers"]}
+    return data
+
+
+def test_websocket_connect_takes_cookies_params_headers_and_subprotocols() -> None:
+    with TestClient(ws_app, cookies={"session": "s1"}, headers={"X-Default": "d"}) as client:
+        with client.websocket_connect(
+            "/handshake?a=1",
+            subprotocols=["chat.v2", "chat.v1"],
+            params={"b": ["2", "3"]},
+            headers=[("X-Many", "1"), ("X-Default", "mine")],
+            cookies={"extra": "e"},
+        ) as session:
+            data = _handshake(session)
+            assert session.accepted_subprotocol == "chat.v2"
+    assert data["query"] == [["a", "1"], ["b", "2"], ["b", "3"]]
+    assert data["cookies"] == {"session": "s1", "extra": "e"}
+    assert data["subprotocols"] == ["chat.v2", "chat.v1"]
+    headers = data["headers"]
+    assert headers["x-many"] == "1" and headers["x-default"] == "mine"
+    assert headers["sec-websocket-protocol"] == "chat.v2, chat.v1"
+
+
+def test_the_handshake_carries_what_a_browser_sends() -> None:
+    with TestClient(ws_app) as client:
+        with client.websocket_connect("/handshake") as first:
+            one = _handshake(first)["headers"]
+        with client.websocket_connect("/handshake", headers={"sec-websocket-protocol": "v9"}) as second:
+            two = _handshake(second)
+    assert one["user-agent"] == "testclient"
+    assert (one["upgrade"], one["connection"], one["sec-websocket-version"]) == ("websocket", "upgrade", "13")
+    key = base64.b64decode(one["sec-websocket-key"])
+    assert len(key) == 16 and two["headers"]["sec-websocket-key"] != one["sec-websocket-key"]
+    assert two["subprotocols"] == ["v9"]  # read from the header, as a server does
+
+
+def test_leaving_raises_the_handlers_websocket_disconnect_as_fastapis_tests_expect() -> None:
+    with TestClient(ws_app) as client:
+        with pytest.raises(WebSocketDisconnect) as left:
+            with client.websocket_connect("/echo") as session:
+                session.send_text("hi")
+                assert session.receive_text() == "hi"
+        assert left.value.code == 1000
+        with pytest.raises(WebSocketDisconnect) as left:
+            with client.websocket_connect("/echo") as session:
+                session.close(4100, "done")
+        assert (left.value.code, left.value.reason) == (4100, "done")
+
+
+def test_leaving_cancels_a_handler_that_is_not_receiving() -> None:
+    pushing["ended"].clear()
+    with TestClient(ws_app, timeout=10) as client:
+        started = time.monotonic()
+        with client.websocket_connect("/push") as session:
+            assert session.receive_text() == "tick"
+            assert client.portal.call(ws_app.room_size("news")) == 1
+        assert pushing["ended"].is_set()  # its finally ran, at once, without an error to the test
+        assert time.monotonic() - started < 5
+        assert client.portal.call(ws_app.room_size("news")) == 0
+
+
+def test_an_exception_leaving_the_block_is_not_replaced_by_the_apps() -> None:
+    with TestClient(ws_app) as client:
+        with pytest.raises(AssertionError) as failed:
+            with client.websocket_connect("/echo") as session:
+                session.send_text("hi")
+                assert session.receive_text() == "not what came back"
+    assert "The WebSocket app also raised WebSocketDisconnect(code=1000" in "".join(failed.value.__notes__)
+
+
+def test_receive_returns_the_close_message_and_typed_receives_raise() -> None:
+    with TestClient(ws_app) as client, client.websocket_connect("/handshake") as session:
+        session.receive_json()
+        assert session.receive() == {"type": "websocket.close", "code": 1000, "reason": ""}
+        assert (session.close_code, session.close_reason) == (1000, "")
+
+
+def test_a_denial_response_is_a_websocket_disconnect() -> None:
+    app = Faster()
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        await ws.send_denial_response(Response("gone", status_code=410))
+
+    with TestClient(app) as client:
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with client.websocket_connect("/ws"):
+                pass  # pragma: no cover - refused
+    assert isinstance(refused.value, WebSocketDenialResponse)
+    assert (refused.value.status_code, refused.value.content, refused.value.code) == (410, b"gone", 1006)

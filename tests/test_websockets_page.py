@@ -13,7 +13,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from examples.websockets_page import app
 from FasterAPI import WebSocketDisconnect
-from FasterAPI.testclient import TestClient, WebSocketDenialResponse
+from FasterAPI.testclient import TestClient
 from tests.servers import run_uvicorn
 
 pytestmark = pytest.mark.timeout(60)
@@ -107,7 +107,7 @@ def test_close_with_policy_violation_reaches_the_client(server: str) -> None:
 def test_unknown_path_is_rejected_and_the_server_keeps_serving(server: str) -> None:
     with pytest.raises(InvalidStatus) as rejected:
         open_ws(server, "/no-such-route")
-    assert rejected.value.response.status_code == 404
+    assert rejected.value.response.status_code == 403
     with open_ws(server, "/ws") as ws:
         ws.send("alive")
         assert ws.recv(timeout=TIMEOUT) == "Echo: alive"
@@ -131,9 +131,13 @@ def client() -> Iterator[TestClient]:
 
 
 def test_testclient_echo(client: TestClient) -> None:
-    with client.websocket_connect("/ws") as ws:
-        ws.send_text("hello")
-        assert ws.receive_text() == "Echo: hello"
+    # The endpoint's `while True` loop ends with the client's leaving: its WebSocketDisconnect
+    # reaches the test, as with FastAPI's TestClient.
+    with pytest.raises(WebSocketDisconnect) as left:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text("hello")
+            assert ws.receive_text() == "Echo: hello"
+    assert left.value.code == 1000
 
 
 def test_testclient_receiving(client: TestClient) -> None:
@@ -153,9 +157,7 @@ def test_testclient_sending(client: TestClient) -> None:
         assert ws.receive_text() == "hello"
         assert ws.receive_bytes() == b"\x00\x01"
         assert ws.receive_json() == {"type": "update", "payload": 42}
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive()
-        assert closed.value.code == 1000
+        assert ws.receive() == {"type": "websocket.close", "code": 1000, "reason": ""}
 
 
 def test_testclient_chat_disconnect(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
@@ -192,6 +194,6 @@ def test_testclient_state_and_policy(client: TestClient) -> None:
 
 
 def test_testclient_unknown_path(client: TestClient) -> None:
-    with pytest.raises(WebSocketDenialResponse) as denied:
+    with pytest.raises(WebSocketDisconnect) as refused:
         client.websocket_connect("/no-such-route").__enter__()
-    assert denied.value.status_code == 404
+    assert refused.value.code == 1000
