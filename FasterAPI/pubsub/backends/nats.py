@@ -225,13 +225,20 @@ class NatsBackend(Backend):
     # Pub/sub
 
     async def publish(self, channel: str, data: bytes, retention: Any = None) -> None:
-        """Publish ``data`` on ``channel``'s subject; BackendUnavailable when NATS is down."""
+        """Publish ``data`` on ``channel``'s subject and wait for the server to have it.
+
+        Raises BackendUnavailable when NATS is down (or does not answer in ``connect_timeout``).
+        """
         if retention is not None:
             raise BackendUnavailable("NATS keeps no room history (history= needs the Redis backend)")
         client = self._connected_client()
         try:
             await client.publish(self.subject(channel), data)
-        except NatsError as err:
+            # nats-py only buffers a publish; the flush's PING/PONG makes it return once the
+            # server has it, as a Redis PUBLISH does, so that publishes from different workers
+            # that follow one another (one after the other's return) reach subscribers in order.
+            await client.flush(timeout=max(1, round(self.connect_timeout)))
+        except (TimeoutError, NatsError) as err:
             raise BackendUnavailable(f"NATS failed to publish to {channel!r}: {describe_error(err)}") from err
 
     async def subscribe(self, channel: str) -> None:
