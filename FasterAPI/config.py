@@ -13,6 +13,10 @@ health_interval            FASTERAPI_HEALTH_INTERVAL       5 s between end-to-en
 history_size               FASTERAPI_HISTORY_SIZE          0: no room history; else the messages kept
                                                            per room (``Faster(history=History(...))``)
 history_ttl                FASTERAPI_HISTORY_TTL           300 s a room's history outlives its last message
+max_rooms_per_connection   FASTERAPI_MAX_ROOMS_PER_CONNECTION  100: the next join raises TooManyRooms
+relay_secret               FASTERAPI_RELAY_SECRET          "": when set, every envelope is signed (HMAC-
+                                                           SHA256) and unsigned ones are dropped; during
+                                                           a rotation ``new,old`` (sign new, accept both)
 drain_window               FASTERAPI_DRAIN_WINDOW          2 s: on shutdown, sockets close with 1001
                                                            at random moments over this window
 =========================  ==============================  =========================================
@@ -73,6 +77,8 @@ class HubConfig(_Settings):
     health_interval: float = 5.0
     history_size: int = 0
     history_ttl: float = 300.0
+    max_rooms_per_connection: int = 100
+    relay_secret: str = ""
 
     def __post_init__(self) -> None:
         if self.send_queue_size < 1:
@@ -87,6 +93,13 @@ class HubConfig(_Settings):
             raise ValueError(f"history_size must not be negative, got {self.history_size}")
         if self.history_ttl <= 0:
             raise ValueError(f"history_ttl must be positive, got {self.history_ttl}")
+        if self.max_rooms_per_connection < 1:
+            raise ValueError(f"max_rooms_per_connection must be at least 1, got {self.max_rooms_per_connection}")
+
+    @property
+    def relay_secrets(self) -> list[bytes]:
+        """The relay secrets, comma-separated: the first signs, every one is accepted (rotation)."""
+        return [secret.strip().encode() for secret in self.relay_secret.split(",") if secret.strip()]
 
 
 @dataclass(frozen=True)

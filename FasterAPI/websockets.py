@@ -242,7 +242,7 @@ class WebSocket(HTTPConnection):
         data = WebSocket._text_of(message) if mode == "text" else WebSocket._bytes_of(message)
         try:
             return _json_decode(data)
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, RecursionError) as error:  # RecursionError: a nesting bomb
             raise InvalidJSONMessage(f"Malformed JSON in WebSocket message: {error}") from None
 
     async def receive_text(self) -> str:

@@ -262,6 +262,21 @@ def test_malformed_json_raises_a_value_error_naming_the_problem_and_closes_1007(
     assert "Malformed JSON" in str(errors[0])
 
 
+def test_a_json_nesting_bomb_is_malformed_json_not_a_crash() -> None:
+    app = Faster()
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.receive_json()
+
+    with make_client(app) as client, client.websocket_connect("/ws") as session:
+        session.send_text("[" * 100_000)  # deeper than the decoder's recursion limit
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive_text()
+    assert closed.value.code == 1007
+
+
 def test_exception_in_handler_closes_1011_without_traceback_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     app = Faster()
 

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from .backends import BACKENDS, backend_from_url
 from .backends.base import Backend, BackendListener, PresenceStore
 from .envelope import validate_room
-from .errors import BackendUnavailable, InvalidEnvelope, InvalidRoomName, PayloadTooLarge, PubSubError
+from .errors import (
+    BackendUnavailable,
+    InvalidEnvelope,
+    InvalidRoomName,
+    PayloadTooLarge,
+    PubSubError,
+    TooManyRooms,
+)
 from .history import Gap, History, JoinResult, Position
 
 if TYPE_CHECKING:
@@ -34,6 +41,7 @@ __all__ = [
     "PresenceStore",
     "PubSubError",
     "Publisher",
+    "TooManyRooms",
     "backend_from_url",
     "validate_room",
 ]

@@ -8,7 +8,10 @@ Anything that does not decode into a valid version-1 envelope raises
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -16,6 +19,7 @@ import msgspec
 from .errors import InvalidEnvelope, InvalidRoomName, PayloadTooLarge
 
 __all__ = [
+    "ENVELOPE_OVERHEAD",
     "KIND_BINARY",
     "KIND_PING",
     "KIND_TEXT",
@@ -29,8 +33,10 @@ __all__ = [
     "encode_payload",
     "prepare",
     "room_channel",
+    "sign",
     "stamp",
     "validate_room",
+    "verify",
     "worker_channel",
     "worker_of",
 ]
@@ -41,6 +47,8 @@ KIND_BINARY = 1
 KIND_PING = 2  #: a worker's end-to-end self-check; never delivered to sockets
 
 MAX_ROOM_NAME_BYTES = 200
+#: Bytes an envelope may carry besides its payload (room, ids, signature, position), at most.
+ENVELOPE_OVERHEAD = 4096
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -57,7 +65,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
 
     ``room`` is set for broadcasts, ``target`` (a connection id) for direct sends;
     ``exclude`` is a connection id to skip; ``origin`` the publishing worker; ``is_json``:
-    the text payload is a JSON-encoded value (so history can give back what was sent).
+    the text payload is a JSON-encoded value (so history can give back what was sent); ``sig``
+    an HMAC-SHA256 of the envelope without ``sig``, ``offset`` and ``epoch``, when the app has
+    a ``relay_secret`` (:func:`signed`, :func:`verify`).
     ``offset`` and ``epoch`` are the message's position in its room's history, stamped by the
     relay (:func:`stamp`); 0 and "" without history. Fields are only ever added at the end:
     a worker ignores trailing fields it does not know, so versions can be mixed while deploying.
@@ -71,6 +81,7 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     exclude: str = ""
     origin: str = ""
     is_json: bool = False
+    sig: bytes = b""
     offset: int = 0
     epoch: str = ""
 
@@ -133,6 +144,7 @@ def prepare(
     exclude: str | Identified | None = None,
     origin: str,
     max_size: int,
+    secret: bytes = b"",
 ) -> tuple[str, bytes]:
     """Check the address, encode ``data`` once, enforce ``max_size`` and wrap it in an envelope.
 
@@ -140,7 +152,8 @@ def prepare(
     ``target`` (a connection id: a direct send) is given. Returns the logical channel to
     publish on and the envelope bytes. Raises :class:`InvalidRoomName`, ``ValueError`` for a
     malformed connection id, ``TypeError`` for data that is not JSON-encodable and
-    :class:`PayloadTooLarge`; nothing has been published then.
+    :class:`PayloadTooLarge`; nothing has been published then. With ``secret`` the envelope
+    is signed (see :func:`verify`).
     """
     if (room is None) == (target is None):
         raise TypeError("prepare() needs exactly one of room= and target=")
@@ -156,7 +169,24 @@ def prepare(
         )
     is_json = not isinstance(data, str | bytes | bytearray | memoryview)
     envelope = Envelope(VERSION, kind, payload, room or "", target or "", exclude_id or "", origin, is_json)
-    return channel, _encoder.encode(envelope)
+    return channel, _encoder.encode(sign(envelope, secret) if secret else envelope)
+
+
+def sign(envelope: Envelope, secret: bytes) -> Envelope:
+    """``envelope`` with its signature under ``secret`` (see :func:`verify`)."""
+    return msgspec.structs.replace(envelope, sig=_signature(_encoder.encode(envelope), secret))
+
+
+def _signature(unsigned: bytes, secret: bytes) -> bytes:
+    return hmac.new(secret, unsigned, hashlib.sha256).digest()
+
+
+def verify(envelope: Envelope, secrets: Sequence[bytes]) -> bool:
+    """True when ``envelope`` was signed with one of ``secrets`` (several during a key rotation)."""
+    if not envelope.sig:
+        return False
+    unsigned = _encoder.encode(msgspec.structs.replace(envelope, sig=b"", offset=0, epoch=""))
+    return any(hmac.compare_digest(envelope.sig, _signature(unsigned, secret)) for secret in secrets)
 
 
 #: How an unstamped envelope ends: ``offset`` 0 and ``epoch`` "" (what :func:`stamp` replaces).
@@ -189,7 +219,7 @@ def decode(data: bytes) -> Envelope:
     """Decode and check an envelope; raises :class:`InvalidEnvelope` naming the problem."""
     try:
         envelope = _decoder.decode(data)
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, RecursionError) as error:
         raise InvalidEnvelope(f"Undecodable envelope ({len(data)} bytes): {error}") from None
     if envelope.v != VERSION:
         raise InvalidEnvelope(f"Envelope version {envelope.v} is not supported (this worker speaks {VERSION})")

@@ -6,7 +6,7 @@ for an unavailable relay), so ``except ValueError`` around a broadcast still wor
 
 from __future__ import annotations
 
-__all__ = ["BackendUnavailable", "InvalidEnvelope", "InvalidRoomName", "PayloadTooLarge", "PubSubError"]
+__all__ = ["BackendUnavailable", "InvalidEnvelope", "InvalidRoomName", "PayloadTooLarge", "PubSubError", "TooManyRooms"]
 
 
 class PubSubError(Exception):
@@ -23,6 +23,10 @@ class InvalidRoomName(PubSubError, ValueError):
 
 class PayloadTooLarge(PubSubError, ValueError):
     """A broadcast payload is over ``max_message_size``; refused before it reaches the relay."""
+
+
+class TooManyRooms(PubSubError, ValueError):
+    """A connection asked to join more rooms than ``max_rooms_per_connection`` allows."""
 
 
 class InvalidEnvelope(PubSubError, ValueError):

@@ -36,6 +36,7 @@ from .backends import backend_from_url
 from .backends.base import Backend, PresenceStore, describe_error, wall_clock
 from .delivery import Delivery, Sink, SinkSettings
 from .envelope import (
+    ENVELOPE_OVERHEAD,
     KIND_PING,
     KIND_TEXT,
     VERSION,
@@ -45,10 +46,12 @@ from .envelope import (
     encode,
     prepare,
     room_channel,
+    sign,
     validate_room,
+    verify,
     worker_channel,
 )
-from .errors import BackendUnavailable, InvalidEnvelope
+from .errors import BackendUnavailable, InvalidEnvelope, TooManyRooms
 from .history import Gap, History, Joiner, JoinResult, Position, RetentionPolicy
 from .recovery import Recovery
 
@@ -140,6 +143,10 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pings: dict[bytes, asyncio.Future[None]] = {}
         self._lost_at: float | None = None
+        self._secrets = self.config.relay_secrets
+        #: The largest envelope a worker accepts: a payload at the limit plus room for the rest.
+        self._max_envelope = self.config.max_message_size + ENVELOPE_OVERHEAD
+        self._warned: dict[str, float] = {}
         self.recovery = Recovery(
             self.backend,
             self._retention,
@@ -161,6 +168,10 @@ class Hub:
             self._worker_id = secrets.token_hex(6)
             self._worker_pid = os.getpid()
         return self._worker_id
+
+    @property
+    def _signing_secret(self) -> bytes:
+        return self._secrets[0] if self._secrets else b""
 
     def new_connection_id(self) -> str:
         """A connection id unique across every worker sharing the backend: ``"<worker>.<n>"``."""
@@ -248,6 +259,11 @@ class Hub:
         record = self.connections[connection_id]
         if room in record.rooms:
             return JoinResult(False, self.recovery.position(room))
+        if len(record.rooms) >= self.config.max_rooms_per_connection:
+            raise TooManyRooms(
+                f"Connection {connection_id} is in {len(record.rooms)} rooms, the limit "
+                f"(max_rooms_per_connection); cannot join {room!r}"
+            )
         retention = self._retention(room)
         sink: Sink = record.sink
         if retention is not None and since is not None:
@@ -334,8 +350,9 @@ class Hub:
         Raises BackendUnavailable when the backend is down.
         """
         channel, message = prepare(
-            data, room=room, exclude=exclude, origin=self.worker_id, max_size=self.config.max_message_size
-        )
+            data, room=room, exclude=exclude, origin=self.worker_id, max_size=self.config.max_message_size,
+            secret=self._signing_secret,
+        )  # fmt: skip
         await self.ensure_started()
         position = await self.backend.publish(channel, message, self._retention(room))
         self.stats.published += 1
@@ -344,8 +361,9 @@ class Hub:
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Publish ``data`` to one connection, on whichever worker holds it."""
         channel, message = prepare(
-            data, target=connection_id, origin=self.worker_id, max_size=self.config.max_message_size
-        )
+            data, target=connection_id, origin=self.worker_id, max_size=self.config.max_message_size,
+            secret=self._signing_secret,
+        )  # fmt: skip
         await self.ensure_started()
         await self.backend.publish(channel, message)
         self.stats.published += 1
@@ -437,7 +455,8 @@ class Hub:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pings[nonce] = future
         try:
-            ping = encode(Envelope(VERSION, KIND_PING, nonce, origin=self.worker_id))
+            ping_envelope = Envelope(VERSION, KIND_PING, nonce, origin=self.worker_id)
+            ping = encode(sign(ping_envelope, self._signing_secret) if self._secrets else ping_envelope)
             await self.backend.publish(worker_channel(self.worker_id), ping)
             # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that lands
             # together with the result, and stop() must always be able to end this loop.
@@ -462,17 +481,43 @@ class Hub:
     # -- BackendListener -----------------------------------------------------------------
 
     def on_message(self, channel: str, data: bytes) -> None:
+        # The relay is not trusted: anyone who can publish to it could write here. A message
+        # must fit the size limit, decode, be addressed to the channel it came on, and carry
+        # a valid signature when the app has a relay secret; anything else is dropped, counted.
         try:
+            if len(data) > self._max_envelope:
+                raise InvalidEnvelope(f"Envelope of {len(data)} bytes is over the limit ({self._max_envelope})")
             envelope = decode(data)
+            self._check_route(channel, envelope)
+            if self._secrets and not verify(envelope, self._secrets):
+                raise InvalidEnvelope("Envelope is not signed with this app's relay secret")
         except InvalidEnvelope as error:
             self.stats.invalid_envelopes += 1
-            logger.warning("Dropped a message on channel %r: %s", channel, error)
+            self._warn_limited("invalid", "Dropped a message on channel %r: %s", channel, error)
             return
         try:
             self._dispatch(envelope)
         except Exception:
             self.stats.listener_errors += 1
             logger.exception("Dispatch of a message on channel %r failed", channel)
+
+    def _check_route(self, channel: str, envelope: Envelope) -> None:
+        """Raise InvalidEnvelope unless ``envelope`` belongs on ``channel``."""
+        if envelope.kind == KIND_PING or envelope.target:
+            expected = worker_channel(self.worker_id)
+            if envelope.target and envelope.target.partition(".")[0] != self.worker_id:
+                raise InvalidEnvelope(f"Direct message for {envelope.target!r} is not for this worker")
+        else:
+            expected = room_channel(envelope.room)
+        if channel != expected:
+            raise InvalidEnvelope(f"Envelope for {expected!r} arrived on {channel!r}")
+
+    def _warn_limited(self, reason: str, message: str, *args: Any) -> None:
+        """Log a warning at most once a second per ``reason``: bad input must not flood the logs."""
+        now = time.monotonic()
+        if now - self._warned.get(reason, -1.0) >= 1.0:
+            self._warned[reason] = now
+            logger.warning(message, *args)
 
     def _dispatch(self, envelope: Envelope) -> None:
         if envelope.kind == KIND_PING:

@@ -57,10 +57,20 @@ class Publisher:
     Do not mix the two on one instance.
     """
 
-    def __init__(self, backend: str | Backend, *, history: History | None = None, **backend_options: Any) -> None:
+    def __init__(
+        self,
+        backend: str | Backend,
+        *,
+        history: History | None = None,
+        relay_secret: str | None = None,
+        **backend_options: Any,
+    ) -> None:
         self.backend = backend if isinstance(backend, Backend) else backend_from_url(backend, **backend_options)
-        config = HubConfig.load({})
+        config = HubConfig.load({"relay_secret": relay_secret})
         self.max_message_size = config.max_message_size
+        #: Signs every envelope when the app has a relay secret (``relay_secret=``, else the
+        #: environment's ``FASTERAPI_RELAY_SECRET``; the first of a comma-separated rotation).
+        self._secret = next(iter(config.relay_secrets), b"")
         #: The app's room history settings (``history=``, else FASTERAPI_HISTORY_SIZE / _TTL):
         #: a broadcast to a room with history is stored with its position, as the app's are.
         self._retention = RetentionPolicy.from_settings(history, config.history_size, config.history_ttl)
@@ -99,16 +109,18 @@ class Publisher:
         BackendUnavailable when the backend is down, as ``app.broadcast`` does.
         """
         channel, message = prepare(
-            data, room=room, exclude=exclude, origin=PUBLISHER_ORIGIN, max_size=self.max_message_size
-        )
+            data, room=room, exclude=exclude, origin=PUBLISHER_ORIGIN, max_size=self.max_message_size,
+            secret=self._secret,
+        )  # fmt: skip
         await self.start()
         return await self.backend.publish(channel, message, self._retention(room))
 
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Send ``data`` to one connection (a ``ws.id``) wherever it lives."""
         channel, message = prepare(
-            data, target=connection_id, origin=PUBLISHER_ORIGIN, max_size=self.max_message_size
-        )
+            data, target=connection_id, origin=PUBLISHER_ORIGIN, max_size=self.max_message_size,
+            secret=self._secret,
+        )  # fmt: skip
         await self.start()
         await self.backend.publish(channel, message)
 

@@ -183,9 +183,8 @@ def test_malformed_envelope_is_logged_counted_and_skipped(server: RunningServer,
             # Nothing of the garbage reached a client: the next message after the hello is the valid one.
             for client in clients:
                 assert client.messages == ["valid after garbage"]
-            wait_until(
-                lambda: server.output().count("Dropped a message on channel 'room:garbage'") >= len(bad), 5, "logs"
-            )
+            # Logged, but at most once a second: bad input must not flood the logs (the count is exact).
+            wait_until(lambda: "Dropped a message on channel 'room:garbage'" in server.output(), 5, "the log line")
         finally:
             await close_all(clients)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -17,9 +17,11 @@ import pytest
 
 from FasterAPI.pubsub.backends.memory import MemoryBackend
 from FasterAPI.pubsub.delivery import Delivery, Sink, SinkSettings
-from FasterAPI.pubsub.envelope import room_channel
-from FasterAPI.pubsub.errors import BackendUnavailable, InvalidRoomName
+from FasterAPI.pubsub.envelope import ENVELOPE_OVERHEAD, prepare, room_channel, worker_channel
+from FasterAPI.pubsub.errors import BackendUnavailable, InvalidRoomName, PubSubError, TooManyRooms
 from FasterAPI.pubsub.hub import Hub
+from FasterAPI.pubsub.publisher import Publisher
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -82,7 +84,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @asynccontextmanager
-async def started(backend: MemoryBackend | None = None, **options: Any) -> AsyncIterator[Hub]:
+async def started(backend: MemoryBackend | str | None = None, **options: Any) -> AsyncIterator[Hub]:
     hub = Hub(backend or "memory://", **options)
     await hub.start()
     try:
@@ -250,3 +252,92 @@ def test_a_hub_without_a_presence_store_is_refused() -> None:
     store = MemoryBackend().presence
     assert store is not None
     assert Hub(NoPresence(), presence=store).presence is store
+
+
+# -- the relay is not trusted --------------------------------------------------------------
+
+
+def test_the_101st_room_is_refused_and_leaving_makes_room_again() -> None:
+    async def scenario() -> None:
+        async with started(max_rooms_per_connection=100) as hub:
+            member = FakeMember(hub)
+            for n in range(100):
+                await hub.join(member, f"r{n}")
+            with pytest.raises(TooManyRooms, match="max_rooms_per_connection") as error:
+                await hub.join(member, "one-too-many")
+            assert isinstance(error.value, PubSubError) and isinstance(error.value, ValueError)
+            await hub.join(member, "r5")  # already in: fine
+            await hub.leave(member.id, "r0")
+            await hub.join(member, "one-too-many")
+            assert len(hub.rooms_of(member.id)) == 100
+
+    run(scenario())
+
+
+async def relay_checks(
+    backend: MemoryBackend | str,
+    publish_raw: Callable[[str, bytes], Awaitable[Any]],
+    secret: str,
+    send_signed: Callable[[Hub], Awaitable[Any]],
+) -> None:
+    """Envelopes that are misrouted, oversized, undecodable or unsigned are dropped and counted;
+    a signed message still reaches the room."""
+    async with started(backend, relay_secret=secret, max_message_size=1000) as hub:
+        member = FakeMember(hub)
+        await hub.join(member, "room")
+        invalid = hub.stats.invalid_envelopes
+        _, unsigned = prepare("unsigned", room="room", origin="intruder", max_size=1000)
+        _, wrong_key = prepare("wrong key", room="room", origin="intruder", max_size=1000, secret=b"guess")
+        _, elsewhere = prepare("for another room", room="other", origin="x", max_size=1000, secret=secret.encode())
+        for channel, data in (
+            (room_channel("room"), unsigned),
+            (room_channel("room"), wrong_key),
+            (room_channel("room"), elsewhere),  # signed, but not for this channel
+            (worker_channel(hub.worker_id), elsewhere),  # a broadcast on a worker channel
+            (room_channel("room"), b"\x91" * 100_000),  # a nesting bomb
+            (room_channel("room"), b"x" * (1000 + ENVELOPE_OVERHEAD + 1)),  # over the size limit
+        ):
+            await publish_raw(channel, data)
+        await send_signed(hub)
+        await until(lambda: bool(member.sink.deliveries), "the signed message")
+        await until(lambda: hub.stats.invalid_envelopes - invalid == 6, "six rejections counted")
+        assert member.sink.payloads() == [b"signed"]
+        assert hub.stats.listener_errors == 0
+
+
+def test_the_hub_drops_what_it_cannot_trust_from_memory() -> None:
+    backend = MemoryBackend()
+
+    async def publish_raw(channel: str, data: bytes) -> None:
+        await backend.publish(channel, data)
+
+    async def send_signed(hub: Hub) -> None:
+        await hub.broadcast("room", "signed")
+
+    run(relay_checks(backend, publish_raw, "s3cret", send_signed))
+
+
+def test_the_hub_drops_what_it_cannot_trust_from_a_writable_redis(redis_server: RedisServer) -> None:
+    async def publish_raw(channel: str, data: bytes) -> None:
+        await asyncio.to_thread(redis_server.admin.publish, f"fasterapi:{channel}", data)
+
+    async def send_signed(hub: Hub) -> None:
+        async with Publisher(redis_server.url, relay_secret="new-key") as publisher:  # another process's view
+            await publisher.broadcast("room", "signed")
+
+    run(relay_checks(redis_server.url, publish_raw, "new-key,old-key", send_signed))
+
+
+def test_a_key_rotation_accepts_both_secrets() -> None:
+    async def scenario() -> None:
+        async with started(relay_secret="new,old") as hub:
+            member = FakeMember(hub)
+            await hub.join(member, "r")
+            backend = hub.backend
+            for secret in ("old", "new"):
+                _, message = prepare(secret, room="r", origin="publisher", max_size=1024, secret=secret.encode())
+                await backend.publish(room_channel("r"), message)
+            await until(lambda: len(member.sink.deliveries) == 2, "both")
+            assert member.sink.payloads() == [b"old", b"new"]
+
+    run(scenario())
