@@ -319,11 +319,14 @@ class Hub:
         rooms, record.rooms = record.rooms, ()
         for room in rooms:
             try:
-                await self._forget(connection_id, room)
+                await self._forget(connection_id, room, presence=False)
             except Exception:
                 logger.exception("Cleanup of %s in room %r failed", connection_id, room)
+        if rooms:
+            # Every room's presence in one go (one round trip on Redis, however many rooms).
+            await self._presence_call(self.presence.remove_everywhere(connection_id, rooms))
 
-    async def _forget(self, connection_id: str, room: str) -> None:
+    async def _forget(self, connection_id: str, room: str, *, presence: bool = True) -> None:
         members = self.rooms.get(room)
         if members is not None:
             members.pop(connection_id, None)
@@ -333,7 +336,8 @@ class Hub:
                 async with self._subscription_lock:
                     if room not in self.rooms:
                         await self.backend.unsubscribe(room_channel(room))
-        await self._presence_call(self.presence.remove(room, [connection_id]))
+        if presence:
+            await self._presence_call(self.presence.remove(room, [connection_id]))
 
     async def _presence_call(self, call: Coroutine[Any, Any, None]) -> None:
         try:

@@ -376,6 +376,10 @@ def test_presence_add_members_count_remove(make_backend: BackendFactory) -> None
             await store.remove("lobby", ["w1.2", "w1.404"])
             assert sorted(await store.members("lobby")) == ["w1.1", "w1.3"]
             assert await store.count("lobby") == 2
+            await store.add("a", ["w1.5"])
+            await store.add("b", ["w1.5", "w1.6"])
+            await store.remove_everywhere("w1.5", ["a", "b", "never-joined"])
+            assert await store.members("a") == [] and await store.members("b") == ["w1.6"]
             await store.remove("lobby", ["w1.1", "w1.3"])
             await store.remove("empty-room", ["w1.1"])
             await store.add("lobby", [])

@@ -341,3 +341,36 @@ def test_a_key_rotation_accepts_both_secrets() -> None:
             assert member.sink.payloads() == [b"old", b"new"]
 
     run(scenario())
+
+
+def test_a_closing_connection_leaves_every_room_with_one_presence_call() -> None:
+    class Counting(MemoryBackend):
+        pass
+
+    async def scenario() -> None:
+        backend = Counting()
+        calls = {"remove": 0, "remove_everywhere": 0}
+        store = backend.presence
+        original_remove, original_everywhere = store.remove, store.remove_everywhere
+
+        async def remove(room: str, members: Any) -> None:
+            calls["remove"] += 1
+            await original_remove(room, members)
+
+        async def remove_everywhere(member: str, rooms: Any) -> None:
+            calls["remove_everywhere"] += 1
+            await original_everywhere(member, rooms)
+
+        store.remove = remove  # type: ignore[method-assign]
+        store.remove_everywhere = remove_everywhere  # type: ignore[method-assign]
+        async with started(backend, max_rooms_per_connection=2000) as hub:
+            member, other = FakeMember(hub), FakeMember(hub)
+            for n in range(2000):
+                await hub.join(member, f"r{n}")
+            await hub.join(other, "r7")
+            await hub.discard(member.id)
+            assert calls == {"remove": 0, "remove_everywhere": 1}
+            assert list(hub.rooms) == ["r7"] and await hub.room_members("r7") == [other.id]
+            assert await hub.room_size("r8") == 0
+
+    run(scenario())

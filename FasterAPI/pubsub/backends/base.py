@@ -85,6 +85,11 @@ class PresenceStore(abc.ABC):
     async def remove(self, room: str, members: Iterable[str]) -> None:
         """Remove members of ``room`` at once."""
 
+    async def remove_everywhere(self, member: str, rooms: Iterable[str]) -> None:
+        """Remove ``member`` from each of ``rooms`` (a closing connection); stores batch it."""
+        for room in rooms:
+            await self.remove(room, [member])
+
     @abc.abstractmethod
     async def heartbeat(self, worker: str, ttl: float) -> bool:
         """``worker``'s members count for ``ttl`` more seconds (a worker calls it every ttl/3).

@@ -64,6 +64,15 @@ class MemoryPresence(PresenceStore):
         if not entries:
             del self._rooms[room]
 
+    async def remove_everywhere(self, member: str, rooms: Iterable[str]) -> None:
+        self._check()
+        for room in rooms:
+            entries = self._rooms.get(room)
+            if entries is not None:
+                entries.discard(member)
+                if not entries:
+                    del self._rooms[room]
+
     async def heartbeat(self, worker: str, ttl: float) -> bool:
         self._check()
         now = time.monotonic()

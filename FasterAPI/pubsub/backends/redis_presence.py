@@ -62,6 +62,17 @@ class RedisPresence(PresenceStore):
         with self._guard("remove presence in", room) as client:
             await client.srem(self._key(room), *entries)
 
+    async def remove_everywhere(self, member: str, rooms: Iterable[str]) -> None:
+        """One pipelined round trip, however many rooms."""
+        keys = [self._key(room) for room in rooms]
+        if not keys:
+            return
+        with self._guard("remove presence of", member) as client:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.srem(key, member)
+            await pipe.execute()
+
     async def heartbeat(self, worker: str, ttl: float) -> bool:
         now_ms = int(time.time() * 1000)
         with self._guard("refresh presence of worker", worker) as client:
