@@ -152,7 +152,7 @@ def problem(worker: bool = False) -> str | None:
             missing = [name for name in names if code is None or name not in code.co_names]
             where = f"{module_name}.{class_name}.{method}"
         if missing:
-            return f"{where} no longer has {', '.join(missing)}"
+            return f"{where}: missing {', '.join(missing)}"
     for module_name, path, parameters in _PARAMETERS:
         target: Any = modules[module_name]
         for part in path.split("."):
@@ -199,9 +199,9 @@ def _warn(worker: bool, reason: str) -> None:
     global _warned
     _warned = True
     logger.warning(
-        "FasterAPI: frame-once WebSocket delivery is off: with %s, %s. This FasterAPI (%s) was tested with %s. "
+        "FasterAPI: frame-once WebSocket delivery is off (%s: %s). This FasterAPI %s was tested with %s. "
         "WebSockets are served by uvicorn's own protocol and server instead (the plain ASGI path: "
-        "one send per socket per broadcast, close code 1012 on shutdown).",
+        "one ASGI send per socket per broadcast, close code 1012 on shutdown).",
         versions(worker),
         reason,
         _version("fasterapi-hub"),
