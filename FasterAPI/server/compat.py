@@ -166,13 +166,20 @@ def problem(worker: bool = False) -> str | None:
         unsupported = sorted(set(_methods_called_on(uvicorn_protocol, attribute)) - set(dir(replacement)))
         if unsupported:
             return f"uvicorn calls {', '.join(f'{attribute}.{name}()' for name in unsupported)}, which ours lacks"
+    try:
+        importlib.import_module(f"{__package__}.protocol")  # what no list above foresaw
+    except Exception as error:
+        return f"FasterAPI.server.protocol does not import ({error!r})"
     return None
 
 
 @functools.cache
 def frame_once(worker: bool = False) -> bool:
     """Whether to use our protocol and server: :func:`problem` once, with one warning if not."""
-    reason = problem(worker)
+    try:
+        reason = problem(worker)
+    except Exception as error:  # a shape the check itself did not expect: not ours to run on
+        reason = f"the check failed: {error!r}"
     if reason is None:
         return True
     if not _warned:
@@ -220,7 +227,8 @@ def _tested() -> str:
         for requirement in requirements:
             match = re.match(rf"{name}\s*([<>=!~][^;]*)", requirement)
             if match:
-                found.append(f"{name}{match.group(1).replace(' ', '')}")
+                specifiers = sorted(match.group(1).replace(" ", "").split(","), key=lambda s: not s.startswith(">"))
+                found.append(name + ",".join(specifiers))
                 break
     return " and ".join(found) or "the ranges in its pyproject.toml"
 

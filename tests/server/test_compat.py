@@ -87,6 +87,18 @@ def test_a_missing_module_falls_back_with_one_warning(
     assert "uvicorn>=" in warning and "websockets>=" in warning  # the tested ranges, from the metadata
 
 
+def test_a_check_that_breaks_falls_back_too(
+    fresh_check: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(worker: bool = False) -> str | None:
+        raise AttributeError("a shape nobody foresaw")
+
+    monkeypatch.setattr(compat, "problem", broken)
+    assert compat.ws_protocol() == "auto"
+    [warning] = warnings_in(caplog)
+    assert "the check failed: AttributeError('a shape nobody foresaw')" in warning
+
+
 def test_a_missing_instance_attribute_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     def __init__(self: Any, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
         self.config = config  # and nothing else: as if uvicorn renamed its state
