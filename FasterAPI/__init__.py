@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+#: The installed version (``importlib.metadata``), read on first use like every public name.
+__version__: str
+
 if TYPE_CHECKING:
     from . import status
     from .applications import Faster
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
     from .routing import APIRouter
     from .websockets import WebSocket, WebSocketState
 
-__version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _PUBLIC: dict[str, str] = {
@@ -113,6 +115,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "status":
         return importlib.import_module(f"{__name__}.status")
+    if name == "__version__":
+        globals()[name] = version = _version()
+        return version
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -121,5 +126,15 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def _version() -> str:
+    """This distribution's version from its installed metadata (pyproject.toml is the one source)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fasterapi-hub")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"
+
+
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC, "status"])
+    return sorted({*globals(), *_PUBLIC, "status", "__version__"})

@@ -143,9 +143,17 @@ def _run_uvicorn(args: argparse.Namespace, app_dir: str) -> int:
     # A console script's sys.path starts with its bin directory, not the current one.
     if app_dir not in sys.path:
         sys.path.insert(0, app_dir)
-    from .server.worker import PROTOCOL, FasterServer
+    from .server import compat
 
-    config = uvicorn.Config(args.app, host=args.host, port=args.port, log_level=args.log_level.lower(), ws=PROTOCOL)
+    # Our protocol and drain, unless this uvicorn lacks what they extend (then one warning
+    # and uvicorn's own protocol and server).
+    ws = compat.ws_protocol()
+    config = uvicorn.Config(args.app, host=args.host, port=args.port, log_level=args.log_level.lower(), ws=ws)
+    if ws == compat.FALLBACK:
+        uvicorn.Server(config).run()
+        return 0
+    from .server.drain import FasterServer
+
     FasterServer(config).run()
     return 0
 

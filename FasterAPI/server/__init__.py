@@ -4,4 +4,7 @@ Load the protocol with uvicorn's ``ws`` setting, ``--ws FasterAPI.server.protoco
 or run gunicorn with ``-k FasterAPI.server.worker.FasterWorker``, which also closes sockets
 with 1001 over a jittered window on shutdown. Without them everything still works, through
 the plain ASGI path.
+
+Both extend private internals of uvicorn and websockets. ``fasterapi run`` and ``FasterWorker``
+check them first (:mod:`.compat`) and, if they differ, log one warning and take that plain path.
 """

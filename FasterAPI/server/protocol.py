@@ -6,6 +6,9 @@ frame (built once per broadcast by :mod:`.frames`) straight to the transport, in
 ``send`` (and one frame encoding) per socket. Frames for one connection that arrive in one
 event-loop iteration (a burst read from Redis in one wake-up) go out in one ``write``.
 
+It extends private internals of uvicorn and websockets: ``fasterapi run`` and ``FasterWorker``
+load it only after :mod:`.compat` found them as expected.
+
 Guarantees kept from the ASGI path:
 
 - A bounded buffer per connection: while the transport is paused (its write buffer is over
@@ -27,7 +30,17 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.utils import ClientDisconnected
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError as error:  # uvicorn < 0.35
+    from .compat import versions
+
+    raise ImportError(
+        f"FasterWebSocketProtocol extends uvicorn's websockets-sansio protocol, which {versions()} lacks. "
+        "Install the uvicorn release pyproject.toml admits, or serve with `fasterapi run` or FasterWorker, "
+        "which fall back to uvicorn's own protocol."
+    ) from error
 from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol

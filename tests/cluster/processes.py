@@ -13,10 +13,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gunicorn.config import KNOWN_SETTINGS
+
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+#: gunicorn's control socket (newer releases) lives at one path per user: instances would
+#: share it. Older releases have none, and no flag to turn it off.
+NO_CONTROL_SOCKET = (
+    ["--no-control-socket"] if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS) else []
+)
 
 
 @dataclass
@@ -86,8 +94,7 @@ def run_gunicorn(
         "info",
         "--graceful-timeout",
         "10",
-        # gunicorn 27's control socket lives at one path per user: instances would share it.
-        "--no-control-socket",
+        *NO_CONTROL_SOCKET,
         *extra_args,
     ]
     process = subprocess.Popen(

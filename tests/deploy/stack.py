@@ -294,17 +294,25 @@ class Served(Gunicorn):
 
 
 @contextlib.contextmanager
-def fasterapi_run(*args: str, app: str = DEMO_APP, start_timeout: float = 20) -> Iterator[Served]:
+def fasterapi_run(
+    *args: str,
+    app: str = DEMO_APP,
+    start_timeout: float = 20,
+    ready_path: str = "/healthz",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Served]:
     """``fasterapi run APP --port P *args`` from the repository root, as a user runs it.
 
-    Yields once ``/healthz`` answers 200; stops the whole process group afterwards.
+    Yields once ``ready_path`` answers 200; stops the whole process group afterwards. ``env``
+    adds to what the command inherits.
     """
     port = free_port()
     fd, name = tempfile.mkstemp(prefix="fasterapi-run-", suffix=".log")
     # Nothing inherited that the command should set itself (the app is found from the cwd).
-    env = {
+    inherited = {
         k: v for k, v in os.environ.items() if k not in ("FASTERAPI_BACKEND", "PYTHONPATH", "PROMETHEUS_MULTIPROC_DIR")
     }
+    env = {**inherited, **(env or {})}
     with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(
             [FASTERAPI, "run", app, "--host", "127.0.0.1", "--port", str(port), *args],
@@ -323,11 +331,11 @@ def fasterapi_run(*args: str, app: str = DEMO_APP, start_timeout: float = 20) ->
             if process.poll() is not None:
                 raise RuntimeError(f"fasterapi run exited with {process.returncode}:\n{served.output()}")
             try:
-                return http(f"{served.base_url}/healthz", timeout=2).status == 200
+                return http(f"{served.base_url}{ready_path}", timeout=2).status == 200
             except OSError:
                 return False
 
-        wait_until(healthy, start_timeout, "fasterapi run to serve /healthz")
+        wait_until(healthy, start_timeout, f"fasterapi run to serve {ready_path}")
         yield served
     finally:
         stop_process_group(process, signal.SIGTERM)
