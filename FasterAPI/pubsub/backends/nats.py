@@ -197,7 +197,15 @@ class NatsBackend(Backend):
         return session
 
     async def _listen(self, session: _Session) -> BaseException:
-        return await session.ended
+        # The callbacks end the session; polling the client's state as well covers nats-py
+        # releases that close a non-reconnecting client without calling them.
+        while True:
+            done, _ = await asyncio.wait({session.ended}, timeout=min(1.0, self.health_check_interval))
+            if done:
+                return session.ended.result()
+            client = session.client
+            if client is None or client.is_closed or not client.is_connected:
+                return ConnectionError("the NATS connection was closed")
 
     async def _abandon(self) -> None:
         session, self._session = self._session, None

@@ -9,6 +9,7 @@ RedisBackend's, plus ``sentinel_password`` for sentinels that require one.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
@@ -100,4 +101,7 @@ class RedisSentinelBackend(RedisBackend):
         await super().stop()
         manager, self._manager = self._manager, None
         if manager is not None:
-            await manager.aclose()
+            # Sentinel.aclose() is recent (redis-py > 5.0.1); closing its clients works on every release.
+            for client in manager.sentinels:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
