@@ -1,6 +1,6 @@
 """The documentation site stays true: every Python block on it runs, and it builds without a warning.
 
-A ```python block in docs/**/*.md is either a snippet include (``--8<-- "examples/...:section"``:
+A ```python block in docs/**/*.md (or README.md) is either a snippet include (``--8<-- "examples/...:section"``:
 its code lives in a tested file under examples/) or it is executed here, in a fresh namespace,
 with its asserts. A block may be skipped only with an HTML comment right before it that says why:
 ``<!-- not-run: needs a running Redis server -->``. The second test runs ``mkdocs build --strict``
@@ -67,7 +67,9 @@ def python_blocks(path: Path) -> list[Block]:
     return blocks
 
 
-ALL_BLOCKS = [block for page in sorted(DOCS.rglob("*.md")) for block in python_blocks(page)]
+#: The site's pages, and the README, whose example is the first one a newcomer runs.
+PAGES = [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
+ALL_BLOCKS = [block for page in PAGES for block in python_blocks(page)]
 RUN_BLOCKS = [block for block in ALL_BLOCKS if not block.is_snippet and block.not_run is None]
 
 
@@ -88,6 +90,14 @@ def test_python_block_runs(block: Block) -> None:
     # Blank lines in front keep the line numbers of a traceback those of the page.
     source = "\n" * (block.line - 1) + block.code
     exec(compile(source, str(block.path), "exec"), {"__name__": "docs_block"})
+
+
+def test_readme_links_into_the_site_resolve() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert links, "the README links to no page of the site"
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert not missing, f"README.md links to missing pages: {missing}"
 
 
 @pytest.mark.timeout(300)
