@@ -7,7 +7,7 @@ PORT ?= 8000
 BACKEND ?= memory://
 BROWSER_DIR := tests/deploy/browser
 
-.PHONY: run test test-matrix lint venv system-packages browser-deps bench clean
+.PHONY: run test test-matrix lint venv system-packages browser-deps bench clean docs docs-serve
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,16 @@ MATRIX_ARGS ?=
 test-matrix: venv system-packages browser-deps
 	$(BIN)/python scripts/test_matrix.py $(MATRIX_ARGS)
 
+# The documentation site (mkdocs.yml, docs/): built into site/, failing on any warning.
+# NO_MKDOCS_2_WARNING: mkdocs-material's end-of-life banner, printed on every build.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr $(HOST):$(PORT)
+
 clean:
-	rm -rf $(VENV) .matrix .pytest_cache .mypy_cache .ruff_cache $(BROWSER_DIR)/node_modules test-artifacts
+	rm -rf $(VENV) .matrix site .pytest_cache .mypy_cache .ruff_cache $(BROWSER_DIR)/node_modules test-artifacts
 
 # `make bench`: the side-by-side benchmarks in their own virtualenv, .bench-venv (the peers
 # never enter .venv): WebSocket fan-out across stacks and workers (benchmarks/fanout.py, ~17

@@ -8,7 +8,7 @@ One process, memory backend::
 
     fasterapi run examples.demo_hub:app
 
-Two workers sharing Redis (or the whole stack: ``docker compose up``, see "Deploy" in README.md)::
+Two workers sharing Redis (or the whole stack: ``docker compose up``, see docs/deploy.md)::
 
     fasterapi run examples.demo_hub:app --workers 2 --backend redis://localhost:6379/0
 

@@ -10,6 +10,7 @@ Four workers sharing Redis (the same code; the backend comes from the environmen
         gunicorn examples.rooms:app -w 4 -k uvicorn_worker.UvicornWorker
 
 A message sent on any socket reaches every member of the room, whichever worker holds it.
+docs/rooms.md includes the sections between the ``--8<--`` comments.
 """
 
 import os
@@ -22,6 +23,7 @@ app = Faster()  # backend: FASTERAPI_BACKEND, else memory:// (one process)
 
 
 # The docs page's broadcast pattern: no list of sockets to keep, no dead sockets to prune.
+# --8<-- [start:broadcast]
 @app.websocket("/broadcast")
 async def broadcast_endpoint(ws: WebSocket):
     await ws.accept()
@@ -32,8 +34,10 @@ async def broadcast_endpoint(ws: WebSocket):
             await app.broadcast("broadcast", msg)
     except WebSocketDisconnect:
         pass  # membership ends with the socket
+# --8<-- [end:broadcast]
 
 
+# --8<-- [start:rooms]
 # Rooms with presence: who is here, across the cluster.
 @app.websocket("/rooms/{room}")
 async def room_endpoint(ws: WebSocket, room: str, name: str = "anonymous"):
@@ -63,3 +67,4 @@ async def post_message(room: str, notice: Notice):
 @app.get("/rooms/{room}")
 async def who_is_here(room: str):
     return {"room": room, "members": await app.room_members(room)}
+# --8<-- [end:rooms]

@@ -7,10 +7,12 @@ Run it with ``uvicorn examples.websockets_page:app`` and try, in a browser conso
     ws.send("hello");   // logs: "Echo: hello"
 
 The snippets that are fragments on the page (receiving, sending, state, closing) sit in small
-handlers of their own so that they can be called.
+handlers of their own so that they can be called. The ``--8<--`` comments mark the sections
+that docs/websockets.md includes, so the page shows exactly the code these tests run.
 """
 
 # --- Basic WebSocket endpoint -------------------------------------------------------------
+# --8<-- [start:basic]
 from FasterAPI import Faster, WebSocket
 
 app = Faster()
@@ -22,6 +24,7 @@ async def websocket_endpoint(ws: WebSocket):
     while True:
         data = await ws.receive_text()
         await ws.send_text(f"Echo: {data}")
+# --8<-- [end:basic]
 
 
 # --- Receiving data -----------------------------------------------------------------------
@@ -29,6 +32,7 @@ async def websocket_endpoint(ws: WebSocket):
 async def receiving(ws: WebSocket):
     await ws.accept()
 
+    # --8<-- [start:receiving]
     # Text frames
     text = await ws.receive_text()
 
@@ -37,6 +41,7 @@ async def receiving(ws: WebSocket):
 
     # Raw ASGI message dict
     msg = await ws.receive()
+    # --8<-- [end:receiving]
 
     await ws.send_json({"text": text, "bytes": data.hex(), "raw": msg})
 
@@ -46,13 +51,16 @@ async def receiving(ws: WebSocket):
 async def sending(ws: WebSocket):
     await ws.accept()
 
+    # --8<-- [start:sending]
     await ws.send_text("hello")
     await ws.send_bytes(b"\x00\x01")
     await ws.send_json({"type": "update", "payload": 42})
+    # --8<-- [end:sending]
 
 
 # --- Disconnection handling ---------------------------------------------------------------
-from FasterAPI import WebSocketDisconnect  # noqa: E402
+# --8<-- [start:disconnect]
+from FasterAPI import WebSocketDisconnect
 
 
 @app.websocket("/chat")
@@ -64,18 +72,22 @@ async def chat(ws: WebSocket):
             await ws.send_text(f"You said: {msg}")
     except WebSocketDisconnect:
         print("Client disconnected")
+# --8<-- [end:disconnect]
 
 
 # --- Path parameters in WebSocket routes --------------------------------------------------
+# --8<-- [start:path]
 @app.websocket("/rooms/{room_id}")
 async def room(ws: WebSocket, room_id: str):
     await ws.accept()
     await ws.send_text(f"Joined room {room_id}")
     await ws.close()
+# --8<-- [end:path]
 
 
 # --- Broadcast pattern (one process; see examples/rooms.py for every worker) --------------
-from FasterAPI import WebSocket, WebSocketDisconnect  # noqa: E402, F811
+# --8<-- [start:broadcast]
+from FasterAPI import WebSocket, WebSocketDisconnect
 
 connections: list[WebSocket] = []
 
@@ -94,18 +106,24 @@ async def broadcast_endpoint(ws: WebSocket):
                     connections.remove(conn)
     except WebSocketDisconnect:
         connections.remove(ws)
+# --8<-- [end:broadcast]
 
 
 # --- WebSocket state ----------------------------------------------------------------------
-from FasterAPI import WebSocketState  # noqa: E402
+# --8<-- [start:state-import]
+from FasterAPI import WebSocketState
+
+# --8<-- [end:state-import]
 
 
 @app.websocket("/state")
 async def state(ws: WebSocket):
     await ws.accept()
 
+    # --8<-- [start:state]
     if ws.client_state == WebSocketState.CONNECTED:
         await ws.send_text("still here")
+    # --8<-- [end:state]
 
 
 # --- Closing with a code ------------------------------------------------------------------
@@ -113,4 +131,6 @@ async def state(ws: WebSocket):
 async def policy(ws: WebSocket):
     await ws.accept()
 
+    # --8<-- [start:close]
     await ws.close(code=1008)  # Policy Violation
+    # --8<-- [end:close]
