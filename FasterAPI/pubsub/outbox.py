@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, Protocol
@@ -21,12 +22,6 @@ from .delivery import Delivery, Sink, SinkSettings
 __all__ = ["AsgiConnection", "Outbox"]
 
 logger = logging.getLogger("fasterapi.hub")
-
-#: How long the ASGI path waits for the 1013 close to be written: it waits behind the client's
-#: full buffer, so a client that reads again within this long still learns why it was closed
-#: (one that never does is ended by the server's keepalive ping timeout).
-CLOSE_WAIT = 30.0
-
 
 class AsgiConnection(Protocol):
     """What an :class:`Outbox` needs of its connection (``FasterAPI.WebSocket`` provides it)."""
@@ -157,12 +152,12 @@ class Outbox(Sink):
             await evict(self.connection.id)
         if self.connection.application_state is WebSocketState.CONNECTED:
             # Through plain ASGI the close frame waits behind the client's full buffer, and
-            # the transport cannot be aborted from here; our server protocol aborts it.
-            try:
-                closing = self.connection.close(WS_1013_TRY_AGAIN_LATER, "send queue overflow")
-                await asyncio.wait_for(closing, CLOSE_WAIT)
-            except Exception:
-                pass
+            # the transport cannot be aborted from here (our server protocol aborts it). No
+            # deadline: a timed-out send is never written, so a client that reads again
+            # late would never learn why it was closed; one that never reads is ended by the
+            # server's keepalive ping timeout, which also ends this wait.
+            with contextlib.suppress(Exception):
+                await self.connection.close(WS_1013_TRY_AGAIN_LATER, "send queue overflow")
 
     def close(self) -> None:
         """Stop accepting messages and forget the queued ones."""
