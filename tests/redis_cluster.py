@@ -137,7 +137,10 @@ class RedisCluster:
 
     def primary_port_of(self, channel_or_key: str) -> int:
         """The port of the primary that owns ``channel_or_key``'s slot now (asked of a live node)."""
-        slot = key_slot(channel_or_key.encode())
+        return self.primary_port_of_slot(key_slot(channel_or_key.encode()))
+
+    def primary_port_of_slot(self, slot: int) -> int:
+        """The port of the primary that owns ``slot`` now (asked of a live node)."""
         for node in self.nodes:
             if not node.running:
                 continue
@@ -170,6 +173,13 @@ class RedisCluster:
         victim = self.node(self.primary_port_of(channel_or_key))
         victim.kill()
         return victim
+
+    def restart_dead_nodes(self, timeout: float = 60.0) -> None:
+        """Start again every killed node (it rejoins as a replica) and wait for a healthy cluster."""
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+        self.wait_healthy(timeout)
 
     @staticmethod
     def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
