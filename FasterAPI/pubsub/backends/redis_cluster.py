@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn, Self
@@ -44,7 +45,7 @@ from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-from redis.exceptions import ClusterError, RedisClusterException
+from redis.exceptions import ClusterError, RedisClusterException, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -309,6 +310,28 @@ class RedisClusterBackend(Backend):
         raise RedisConnectionError("no cluster node gave its slot map: " + "; ".join(failures))
 
     async def _connect(self) -> _Session:
+        """Build a session; while a primary of the map does not answer, map again for a while.
+
+        A primary that refuses connections is most likely dead, and the cluster is about to
+        promote its replica (node timeout, then an election): asking again for the slot map
+        every few tenths of a second finds the new primary as soon as it is there, where the
+        supervisor's growing backoff could wait seconds longer. After ``connect_timeout`` the
+        failure goes to the supervisor as usual.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        while True:
+            try:
+                return await self._build_session()
+            except (OSError, RedisConnectionError, RedisTimeoutError, ResponseError) as err:
+                pause = random.uniform(0.1, 0.3)  # spreads the workers' CLUSTER SLOTS
+                if loop.time() + pause >= deadline:
+                    raise
+                log.debug("the cluster is not ready (%s); mapping its slots again", describe_error(err))
+                await self._abandon()
+                await asyncio.sleep(pause)
+
+    async def _build_session(self) -> _Session:
         """Map the slots, open one subscriber per primary, subscribe every wanted channel, see PONGs."""
         session = _Session(await self._slot_map())
         self._owned = session
