@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.cluster.processes import run_gunicorn
+from tests.cluster.processes import Gunicorn, run_gunicorn
 from tests.faults.harness import close_all, connect_spread, measure_recovery, statuses, wait_workers
 from tests.nats_server import NatsServer
 from tests.redis_cluster import RedisCluster
@@ -29,8 +29,10 @@ WORKERS = 4
 ROOMS = ("alpha", "beta", "gamma", "delta")
 
 
-async def fail_over(url: str, base_url: str, ws_url: str, fail: Callable[[], None], bound: float, what: str) -> None:
-    clients = await connect_spread(ws_url, ROOMS, WORKERS, min_clients=24)
+async def fail_over(server: Gunicorn, fail: Callable[[], None], bound: float, what: str) -> None:
+    """Clients in every room on every worker; ``fail()``; every client receives again within ``bound``."""
+    base_url = server.base_url
+    clients = await connect_spread(server.ws_url, ROOMS, WORKERS, min_clients=24)
     try:
         await measure_recovery(clients, base_url, time.monotonic())
         before = {pid: status["stats"]["backend_outages"] for pid, status in (await statuses(clients)).items()}
@@ -38,11 +40,10 @@ async def fail_over(url: str, base_url: str, ws_url: str, fail: Callable[[], Non
         failed = time.monotonic()
         recovered = await measure_recovery(clients, base_url, failed, timeout=bound + 10)
         after = await wait_workers(clients, lambda s: s["backend_available"], 10, "every worker to have its relay")
-        print(f"\n{what}: {len(clients)} clients in {len(ROOMS)} rooms on {WORKERS} workers receive again {recovered:.2f}s later")
+        print(f"\n{what}: {len(clients)} clients, {len(ROOMS)} rooms, {WORKERS} workers: after {recovered:.2f}s")
         assert recovered < bound, f"{what}: {recovered:.2f}s"
-        assert {pid: status["stats"]["backend_outages"] - before[pid] for pid, status in after.items()} == dict.fromkeys(
-            before, 1
-        )
+        outages = {pid: status["stats"]["backend_outages"] - before[pid] for pid, status in after.items()}
+        assert outages == dict.fromkeys(before, 1)
     finally:
         await close_all(clients)
 
@@ -55,7 +56,7 @@ def test_a_cluster_primary_dies_and_every_room_receives_within_8s(redis_cluster:
             def kill() -> None:
                 redis_cluster.kill_primary_of("fasterapi:room:{alpha}")
 
-            asyncio.run(fail_over(redis_cluster.url, server.base_url, server.ws_url, kill, 8.0, "cluster primary killed"))
+            asyncio.run(fail_over(server, kill, 8.0, "cluster primary killed"))
     finally:
         redis_cluster.restart_dead_nodes()
 
@@ -67,12 +68,10 @@ def test_the_sentinel_primary_dies_and_every_room_receives_within_12s(sentinel_s
         def kill() -> None:
             sentinel_set.kill_primary()
 
-        asyncio.run(fail_over(sentinel_set.url, server.base_url, server.ws_url, kill, 12.0, "Sentinel primary killed"))
+        asyncio.run(fail_over(server, kill, 12.0, "Sentinel primary killed"))
 
 
 def test_nats_server_restarts_and_every_room_receives_within_5s(nats_server: NatsServer) -> None:
     env = {"FASTERAPI_BACKEND": nats_server.url}
     with run_gunicorn(APP, workers=WORKERS, env=env, worker_class=WORKER_CLASS) as server:
-        asyncio.run(
-            fail_over(nats_server.url, server.base_url, server.ws_url, nats_server.restart, 5.0, "nats-server restarted")
-        )
+        asyncio.run(fail_over(server, nats_server.restart, 5.0, "nats-server restarted"))
