@@ -518,7 +518,8 @@ class RedisClusterBackend(Backend):
                 return await self._history.publish(self.physical(channel), data, retention)
         async with self._command_slot("publish to", channel):
             with self._guard("publish to", channel) as client:
-                await client.spublish(self.physical(channel), data)
+                # (RedisCluster.spublish() only exists in recent redis-py releases.)
+                await client.execute_command("SPUBLISH", self.physical(channel), data)
         return None
 
     @contextlib.asynccontextmanager
