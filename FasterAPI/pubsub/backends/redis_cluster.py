@@ -198,6 +198,9 @@ class RedisClusterBackend(Backend):
         self._owned: _Session | None = None
         self._session: _Session | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        # Held while (un)subscribe commands are written, so their order on the wire follows
+        # the order of the changes to the wanted channels.
+        self._sending = asyncio.Lock()
 
     @property
     def connection_losses(self) -> int:
@@ -349,24 +352,32 @@ class RedisClusterBackend(Backend):
             session.shards[(host, port)] = _Shard((host, port), ConnectionPool(host=host, port=port, **options))
         async with asyncio.timeout(self.connect_timeout + self.socket_timeout):
             await asyncio.gather(*(shard.pubsub.connect() for shard in session.shards.values()))  # type: ignore[no-untyped-call]
-            # From here on subscribe() writes to these connections itself; the snapshot below
-            # is taken in the same step, so no channel falls between the two.
-            self._session = session
-            await asyncio.gather(*(self._subscribe_all(session, shard) for shard in session.shards.values()))
+            async with self._sending:
+                # From here on subscribe() and unsubscribe() write to these connections
+                # themselves, after this lock: the snapshot and its SSUBSCRIBEs come first on
+                # the wire, so no channel falls between the two nor is resubscribed after leaving.
+                self._session = session
+                for shard in session.shards.values():
+                    for channels in self._channels_by_slot(session, shard):  # one slot per SSUBSCRIBE
+                        await self._send(shard, "SSUBSCRIBE", *channels)
+                    # A node answers in order, so the PONG means every SSUBSCRIBE before it is in force.
+                    await self._send(shard, "PING")
+            await asyncio.gather(*(self._await_pong(session, shard) for shard in session.shards.values()))
         if owners != self._last_owners:
             await self._refresh_command_client()
             self._last_owners = owners
         return session
 
-    async def _subscribe_all(self, session: _Session, shard: _Shard) -> None:
+    def _channels_by_slot(self, session: _Session, shard: _Shard) -> list[list[str]]:
+        """The wanted channels ``shard`` serves, grouped by slot."""
         by_slot: dict[int, list[str]] = {}
         for raw in self._logical:
             if session.shard_for(raw) is shard:
                 by_slot.setdefault(key_slot(raw), []).append(raw.decode("utf-8", "surrogateescape"))
-        for channels in by_slot.values():  # one SSUBSCRIBE may only name channels of one slot
-            await self._send(shard, "SSUBSCRIBE", *channels)
-        # A node answers in order, so the PONG means every SSUBSCRIBE before it is in force.
-        await self._send(shard, "PING")
+        return list(by_slot.values())
+
+    async def _await_pong(self, session: _Session, shard: _Shard) -> None:
+        """Read ``shard``'s confirmations up to the PONG; keep messages that came before it."""
         while True:
             message = await shard.pubsub.get_message(timeout=self.socket_timeout)
             if message is None:
@@ -585,21 +596,22 @@ class RedisClusterBackend(Backend):
         await self._send_if_connected("SUNSUBSCRIBE", raw)
 
     async def _send_if_connected(self, command: str, raw: bytes) -> None:
-        session = self._session
-        shard = None if session is None else session.shard_for(raw)
-        if session is None or shard is None:
-            if session is not None:  # a slot no primary served when the map was made
-                session.end(SlotMoved(f"no primary known for the slot of {_text(raw)!r}"))
-            log.debug("%s %r recorded; sent when the cluster is back", command, _text(raw))
-            return
-        if command == "SUNSUBSCRIBE":
-            shard.unsubscribing[raw] += 1
-        try:
-            await self._send(shard, command, raw.decode("utf-8", "surrogateescape"))
-        except Exception as err:
-            # The reader sees the broken connection and the session is rebuilt from the
-            # wanted channels, which are already up to date.
-            log.debug("%s %r not sent (%s); the reconnect applies it", command, _text(raw), describe_error(err))
+        async with self._sending:
+            session = self._session
+            shard = None if session is None else session.shard_for(raw)
+            if session is None or shard is None:
+                if session is not None:  # a slot no primary served when the map was made
+                    session.end(SlotMoved(f"no primary known for the slot of {_text(raw)!r}"))
+                log.debug("%s %r recorded; sent when the cluster is back", command, _text(raw))
+                return
+            if command == "SUNSUBSCRIBE":
+                shard.unsubscribing[raw] += 1
+            try:
+                await self._send(shard, command, raw.decode("utf-8", "surrogateescape"))
+            except Exception as err:
+                # The reader sees the broken connection and the session is rebuilt from the
+                # wanted channels, which are already up to date.
+                log.debug("%s %r not sent (%s); the reconnect applies it", command, _text(raw), describe_error(err))
 
     @contextlib.contextmanager
     def _guard(self, operation: str, name: str) -> Iterator[RedisCluster]:
