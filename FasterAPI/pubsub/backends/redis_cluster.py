@@ -21,9 +21,11 @@ own, out of sight of the reconnect supervisor. The session is all of those conne
 any one fails (its primary died, a failover, a network error), or a primary says a channel's
 slot moved away (an unrequested ``SUNSUBSCRIBE``), or a ``SSUBSCRIBE`` is redirected
 (``MOVED``), the whole session ends and :class:`~._reconnect.Supervisor` builds a new one
-from a fresh slot map, resubscribing every wanted channel, with backoff while the cluster
-elects a new primary. Messages published on the other shards during that reconnect are lost,
-as in any reconnect (rooms with history catch up). Commands (``SPUBLISH``, presence, history)
+from a fresh slot map, resubscribing every wanted channel (while a primary of the map refuses
+connections, the map is asked for again every few tenths of a second: the cluster is electing
+its replica). The worker treats the cluster as one relay: until then its rooms on the other
+shards pause too, and what they publish meanwhile is lost, as in any reconnect (rooms with
+history catch up). Commands (``SPUBLISH``, presence, history)
 go through redis-py's ``RedisCluster``, without retries (a publish may have gone out already).
 """
 
