@@ -246,3 +246,25 @@ async def manual_failover(cluster: RedisCluster) -> None:
 
 def test_a_primary_that_steps_down_is_followed(redis_cluster: RedisCluster) -> None:
     run(manual_failover(redis_cluster), timeout=60)
+
+
+async def stale_map(cluster: RedisCluster) -> None:
+    """A slot moved while we had no channel in it: our SSUBSCRIBE there is redirected (MOVED)."""
+    listener = RecordingListener()
+    backend = RedisClusterBackend.from_url(cluster.url, prefix="stale:", backoff_cap=1.0)
+    await backend.start(listener)
+    try:
+        channel = room_channel("late")
+        slot = key_slot(backend.physical(channel).encode())
+        old = cluster.primary_port_of_slot(slot)
+        move_slot(cluster, slot, next(p.port for p in cluster.primaries() if p.port != old))
+        await backend.subscribe(channel)  # sent to the old owner, which answers MOVED
+        await listener.wait_events(["lost", "restored"], timeout=10)
+        await backend.publish(channel, b"found")
+        await listener.wait_for(lambda: listener.on(channel) == [b"found"], "the message on the moved slot")
+    finally:
+        await backend.stop()
+
+
+def test_a_subscribe_redirected_by_moved_is_made_on_the_new_owner(redis_cluster: RedisCluster) -> None:
+    run(stale_map(redis_cluster), timeout=60)
