@@ -18,7 +18,14 @@ fastapi-broadcaster    FastAPI + encode/broadcaster, a subscriber task per socke
 litestar-channels      Litestar ChannelsPlugin, Redis pub/sub backend                 peer
 socketio               python-socketio AsyncServer + AsyncRedisManager, WebSocket only  peer
 bare-asgi              one Redis subscription per worker, ``await send`` per socket   ceiling
+fasterapi-cluster      the fasterapi row on a 3-primary Redis Cluster                  ours
+                       (``redis+cluster://``, sharded pub/sub)
 =====================  ============================================================  =======
+
+The cluster row runs against its own Redis Cluster (three primaries, three replicas, started
+once per session beside the single redis-server); its "redis" CPU is the six nodes' sum. The
+benchmark's one room lives in one slot, so one shard carries it: the row measures what the
+cluster path costs per publish and per delivery, not how shards add up (``docs/scaling.md``).
 
 Scenarios: ``saturation`` (500 receivers; the publisher keeps ``--window`` messages in flight,
 a message being in flight until every receiver of the publisher's process has it),
@@ -79,7 +86,8 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The tests' throwaway redis-server: free loopback port, no persistence, dies with this process.
+# The tests' throwaway redis-server and Redis Cluster: free loopback ports, no persistence.
+from tests.redis_cluster import RedisCluster  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.servers import die_with_parent, free_port  # noqa: E402
 
@@ -106,6 +114,8 @@ class Stack:
     description: str = ""
     #: Extra environment of the server (``FASTERAPI_*`` settings).
     env: tuple[tuple[str, str], ...] = ()
+    #: The relay it runs against: "redis" (one redis-server) or "cluster" (a Redis Cluster).
+    relay: str = "redis"
 
 
 UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
@@ -168,11 +178,20 @@ STACKS: dict[str, Stack] = {
             "ceiling",
             description="hand-written ASGI: one Redis subscription per worker, await send per socket",
         ),
+        Stack(
+            "fasterapi-cluster",
+            "benchmarks.stacks.fasterapi_app:app",
+            "FasterAPI.server.worker.FasterWorker",
+            "ours",
+            description="the fasterapi row on a 3-primary Redis Cluster (redis+cluster://, sharded pub/sub)",
+            relay="cluster",
+        ),
     )
 }
 OURS = "fasterapi"
 OURS_ASGI = "fasterapi-asgi"
 OURS_HISTORY = "fasterapi-history"
+OURS_CLUSTER = "fasterapi-cluster"
 CEILING = "bare-asgi"
 PEERS = tuple(name for name, stack in STACKS.items() if stack.role == "peer")
 
@@ -697,16 +716,55 @@ async def warm_up_connections(stack: Stack, settings: Settings, port: int, log_p
             await client.stop()
 
 
+class Relays:
+    """The relays of a session: one redis-server, and a Redis Cluster if a stack needs one."""
+
+    def __init__(self, stacks: Iterable[Stack]) -> None:
+        self.redis = RedisServer().start()
+        self.cluster: RedisCluster | None = None
+        try:
+            if any(stack.relay == "cluster" for stack in stacks):
+                self.cluster = RedisCluster().start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _servers(self, relay: str) -> list[RedisServer]:
+        if relay == "cluster":
+            assert self.cluster is not None
+            return self.cluster.nodes
+        return [self.redis]
+
+    def url(self, relay: str) -> str:
+        return self.cluster.url if relay == "cluster" and self.cluster is not None else self.redis.url
+
+    def pids(self, relay: str) -> list[int]:
+        """The relay's server processes (their CPU is the run's "redis" CPU)."""
+        return [server.process.pid for server in self._servers(relay) if server.process is not None]
+
+    def flushall(self, relay: str) -> None:
+        if relay == "cluster":
+            assert self.cluster is not None
+            self.cluster.flushall()
+        else:
+            self.redis.admin.flushall()
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+        self.redis.stop()
+
+
 async def run_once(
-    stack: Stack, scenario: Scenario, settings: Settings, redis_server: RedisServer, log_prefix: Path
+    stack: Stack, scenario: Scenario, settings: Settings, relays: Relays, log_prefix: Path
 ) -> dict[str, Any]:
     """One stack x scenario: boot, connect, measure, stop. Returns the run's record."""
-    redis_server.admin.flushall()
+    relays.flushall(stack.relay)
     record: dict[str, Any] = {"receivers": scenario.receivers, "rate": scenario.rate, "mode": scenario.mode}
-    redis_pid = redis_server.process.pid if redis_server.process else 0
+    redis_pids = relays.pids(stack.relay)
     procs = max(1, min(settings.client_procs, scenario.receivers))
     async with gunicorn(
-        stack, redis_server.url, log_prefix.with_name(log_prefix.name + ".gunicorn.log"), settings.boot_timeout
+        stack, relays.url(stack.relay), log_prefix.with_name(log_prefix.name + ".gunicorn.log"), settings.boot_timeout
     ) as server:
         workers = server.workers
         if scenario.mode == "idle":
@@ -738,7 +796,7 @@ async def run_once(
                 return record
             client_pids = [c.pid for c in clients]
             master_pid = server.process.pid
-            everyone = [*workers, redis_pid, *client_pids, master_pid, os.getpid()]
+            everyone = [*workers, *redis_pids, *client_pids, master_pid, os.getpid()]
             t0 = time.monotonic() + settings.warmup + 0.1
             t1 = t0 + settings.duration
             for client in clients:
@@ -764,7 +822,7 @@ async def run_once(
         record["server_log_errors"] = server.error_lines()
     window = after.at - before.at
     server_cpu = after.since(before, workers)
-    redis_cpu = after.since(before, [redis_pid])
+    redis_cpu = after.since(before, redis_pids)
     client_cpu = after.since(before, client_pids)
     harness_cpu = after.since(before, [master_pid, os.getpid()])
     machine_cpu = after.machine - before.machine
@@ -984,6 +1042,15 @@ def ratios(table: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         off = ours("saturation", key)
         against = None if off is None else (OURS, off)
         add(f"history on vs off ({key})", "saturation", key, against, better, stack=OURS_HISTORY)
+    # A 3-primary Redis Cluster (sharded pub/sub) against one Redis (same app and worker).
+    for key, better in (
+        ("published_per_s", "higher"),
+        ("server_cpu_us_per_delivery", "lower"),
+        ("delivered_per_s", "higher"),
+    ):
+        one = ours("saturation", key)
+        against = None if one is None else (OURS, one)
+        add(f"3-shard cluster vs one Redis ({key})", "saturation", key, against, better, stack=OURS_CLUSTER)
     return rows
 
 
@@ -1149,9 +1216,10 @@ async def session(settings: Settings, out: Path, argv: Sequence[str]) -> int:
     for old in logs.glob("*.log"):
         old.unlink()
     try:
-        redis_server = RedisServer().start()
+        relays = Relays(STACKS[name] for name in settings.stacks)
     except RuntimeError as error:
-        raise SystemExit(f"{error} (apt-get install redis-server)") from error
+        raise SystemExit(f"{error} (apt-get install redis-server redis-tools)") from error
+    redis_server = relays.redis
     started = datetime.datetime.now().astimezone()
     document: dict[str, Any] = {
         "meta": {
@@ -1187,7 +1255,7 @@ async def session(settings: Settings, out: Path, argv: Sequence[str]) -> int:
                     begun = time.monotonic()
                     try:
                         async with asyncio.timeout(settings.run_limit()):
-                            run.update(await run_once(stack, scenario, settings, redis_server, prefix))
+                            run.update(await run_once(stack, scenario, settings, relays, prefix))
                         run["ok"], run["error"] = True, None
                     except (Exception, TimeoutError) as error:
                         run.update(
@@ -1202,7 +1270,7 @@ async def session(settings: Settings, out: Path, argv: Sequence[str]) -> int:
                     write_json(out, document)
                     print(one_line(run), flush=True)
     finally:
-        redis_server.stop()
+        relays.stop()
         table = medians(document["runs"])
         ratio_rows = ratios(table)
         text = markdown(table, ratio_rows, settings)

@@ -206,6 +206,15 @@ def render(document: dict[str, Any], http_text: str | None, png_name: str, json_
         "websockets-sansio), except FasterAPI's own `FasterWorker` row; log level warning everywhere. "
         "Each run starts a fresh gunicorn."
     )
+    if any(stack.get("relay") == "cluster" for stack in meta["stacks"].values()):
+        add("")
+        add(
+            "The `fasterapi-cluster` row runs against a Redis Cluster instead (three primaries, three "
+            "replicas, started once beside the single redis-server; its *redis cores* are the six nodes' "
+            "sum). The benchmark's one room lives in one slot, so one shard carries it: the row shows what "
+            "the cluster path costs per publish and per delivery; how shards add up is in "
+            "[Scaling](scaling.md#capacity-model)."
+        )
     add("")
     add("| stack | worker class | what |")
     add("|---|---|---|")

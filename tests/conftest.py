@@ -15,6 +15,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests.nats_server import NatsServer, nats_server_binary  # noqa: E402
+from tests.redis_cluster import RedisCluster, redis_cli_binary  # noqa: E402
 from tests.redis_sentinel import SentinelSet  # noqa: E402
 from tests.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
@@ -43,6 +44,19 @@ def sentinel_set() -> Iterator[SentinelSet]:
         yield sentinels
     finally:
         sentinels.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """Three primaries and three replicas (node timeout 1.5 s) on free ports, for one test module."""
+    if redis_server_binary() is None or redis_cli_binary() is None:
+        pytest.fail("redis-server and redis-cli are not installed: run `make test`, which installs them where it can")
+    cluster = RedisCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

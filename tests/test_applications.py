@@ -251,7 +251,7 @@ def test_broadcast_after_stop_fails_fast_with_backend_unavailable() -> None:
 
 
 def test_unknown_backend_scheme_lists_the_supported_ones() -> None:
-    with pytest.raises(ValueError, match=r"memory://, nats://, redis://, redis\+sentinel://, rediss://"):
+    with pytest.raises(ValueError, match=r"memory://, nats://, redis://, redis\+cluster://, redis\+sentinel://, rediss://"):
         _ = Faster(backend="kafka://broker").hub
 
 

@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.cluster.processes import ROOT, Gunicorn, run_gunicorn, wait_until
 from tests.nats_server import NatsServer
+from tests.redis_cluster import RedisCluster
 from tests.redis_sentinel import SentinelSet
 from tests.redis_server import RedisServer
 
@@ -173,6 +174,20 @@ def test_four_workers_share_rooms_through_redis_sentinel(sentinel_set: SentinelS
     worker_class = "FasterAPI.server.worker.FasterWorker"
     with run_gunicorn("tests.apps.cluster_app:app", workers=4, env=env, worker_class=worker_class) as server:
         asyncio.run(exercise([server], sentinel_set.url, min_processes=2, sink="FasterWebSocketProtocol"))
+
+
+def test_four_workers_share_rooms_through_redis_cluster(redis_cluster: RedisCluster) -> None:
+    env = {"FASTERAPI_BACKEND": redis_cluster.url}
+    worker_class = "FasterAPI.server.worker.FasterWorker"
+    with run_gunicorn("tests.apps.cluster_app:app", workers=4, env=env, worker_class=worker_class) as server:
+        asyncio.run(exercise([server], redis_cluster.url, min_processes=2, sink="FasterWebSocketProtocol"))
+        # Room traffic is sharded pub/sub only: no classic channel on any node.
+        for primary in redis_cluster.primaries():
+            assert primary.admin.execute_command("PUBSUB", "CHANNELS") == []
+        # One subscriber connection per worker on each primary, however many sockets and rooms.
+        for primary in redis_cluster.primaries():
+            subscribers = [c for c in redis_clients(primary) if c["name"].endswith("sub")]
+            assert len(subscribers) == 4, subscribers
 
 
 def test_four_workers_share_rooms_through_nats(nats_server: NatsServer) -> None:

@@ -1,7 +1,8 @@
 """The behaviour every backend promises (``FasterAPI.pubsub.backends.base``), run against each.
 
 Backends: memory, RedisBackend on fakeredis, RedisBackend on a real redis-server (started by
-the ``redis_server`` fixture on a free port). Synchronisation is by events and
+the ``redis_server`` fixture on a free port), Redis behind Sentinel, a 3-primary Redis Cluster
+(sharded pub/sub), NATS. Synchronisation is by events and
 poll-until-deadline, never by fixed sleeps.
 """
 
@@ -22,10 +23,12 @@ from FasterAPI.pubsub.backends.base import Backend, BackendUnavailable, Presence
 from FasterAPI.pubsub.backends.memory import MemoryBackend
 from FasterAPI.pubsub.backends.nats import NatsBackend
 from FasterAPI.pubsub.backends.redis import RedisBackend
+from FasterAPI.pubsub.backends.redis_cluster import RedisClusterBackend
 from FasterAPI.pubsub.backends.redis_sentinel import RedisSentinelBackend
 from FasterAPI.pubsub.envelope import decode, prepare
 from FasterAPI.pubsub.history import Position, Retention
 from tests.nats_server import NatsServer
+from tests.redis_cluster import RedisCluster
 from tests.redis_sentinel import SentinelSet
 
 pytestmark = pytest.mark.timeout(60)
@@ -111,25 +114,25 @@ async def poll_until(check: Callable[[], Awaitable[bool]], what: str, timeout: f
 BackendFactory = Callable[[], Backend]
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis", "sentinel", "nats"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", "sentinel", "cluster", "nats"])
 def make_backend(request: pytest.FixtureRequest) -> BackendFactory:
     """Builds fresh, unstarted backends of one kind; all built by one test share one relay."""
     return _factory(request, request.param)
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis", "sentinel"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", "sentinel", "cluster"])
 def make_history_backend(request: pytest.FixtureRequest) -> BackendFactory:
     """Backends that keep room history (``keeps_history``)."""
     return _factory(request, request.param)
 
 
-@pytest.fixture(params=["fakeredis", "redis", "sentinel"])
+@pytest.fixture(params=["fakeredis", "redis", "sentinel", "cluster"])
 def make_shared_history_backend(request: pytest.FixtureRequest) -> BackendFactory:
     """Backends that keep room history, whose separate instances share one relay."""
     return _factory(request, request.param)
 
 
-@pytest.fixture(params=["fakeredis", "redis", "sentinel", "nats"])
+@pytest.fixture(params=["fakeredis", "redis", "sentinel", "cluster", "nats"])
 def make_shared_backend(request: pytest.FixtureRequest) -> BackendFactory:
     """Backends whose separate instances share one relay, as separate workers do."""
     return _factory(request, request.param)
@@ -166,6 +169,14 @@ def _factory(request: pytest.FixtureRequest, kind: str) -> BackendFactory:
             return RedisSentinelBackend.from_url(sentinels.url, prefix=prefix, startup_wait=5.0)
 
         return behind_sentinel
+    if kind == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        cluster.flushall()  # one cluster serves the whole module
+
+        def on_cluster() -> Backend:
+            return RedisClusterBackend.from_url(cluster.url, prefix=prefix, startup_wait=5.0, health_check_interval=2.0)
+
+        return on_cluster
     server = request.getfixturevalue("redis_server")
 
     def real_redis() -> Backend:
@@ -527,7 +538,7 @@ def test_backend_from_url_picks_the_backend_by_scheme(monkeypatch: pytest.Monkey
     redis_backend = backend_from_url("REDISS://127.0.0.1:1/0?prefix=x:", startup_wait=0.5)
     assert isinstance(redis_backend, RedisBackend)
     assert (redis_backend.prefix, redis_backend.startup_wait) == ("x:", 0.5)
-    with pytest.raises(ValueError, match=r"memory://, nats://, redis://, redis\+sentinel://, rediss://"):
+    with pytest.raises(ValueError, match=r"memory://, nats://, redis://, redis\+cluster://, redis\+sentinel://, rediss://"):
         backend_from_url("kafka://127.0.0.1:9092")
     monkeypatch.setitem(BACKENDS, "missing", "FasterAPI.pubsub.backends.not_installed:Nothing")
     with pytest.raises(ImportError, match=r"pip install 'fasterapi-hub\[redis\]'"):

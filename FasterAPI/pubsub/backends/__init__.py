@@ -20,6 +20,7 @@ BACKENDS: dict[str, str] = {
     "redis": "FasterAPI.pubsub.backends.redis:RedisBackend",
     "rediss": "FasterAPI.pubsub.backends.redis:RedisBackend",
     "redis+sentinel": "FasterAPI.pubsub.backends.redis_sentinel:RedisSentinelBackend",
+    "redis+cluster": "FasterAPI.pubsub.backends.redis_cluster:RedisClusterBackend",
     "nats": "FasterAPI.pubsub.backends.nats:NatsBackend",
 }
 

@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from ..envelope import MAX_EPOCH_LENGTH
 from ..history import HistoryRange, Position, Retention
-from .redis_presence import CommandGuard
+from .redis_presence import CommandGuard, RoomTag, braced
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -99,21 +99,27 @@ class RedisHistory:
     BackendUnavailable) exactly when publishing does.
     """
 
-    def __init__(self, prefix: str, guard: CommandGuard) -> None:
+    def __init__(
+        self, prefix: str, guard: CommandGuard, *, room_tag: RoomTag = braced, publish_command: str = "PUBLISH"
+    ) -> None:
         self.prefix = prefix
         self._guard = guard
+        self._room_tag = room_tag
+        # SPUBLISH on a Redis Cluster: the room's channel shares its keys' slot.
+        self._publish_source = _PUBLISH.replace("'PUBLISH'", repr(publish_command))
         self._publish_script: AsyncScript | None = None
         self._read_script: AsyncScript | None = None
 
     def keys(self, room: str) -> list[str]:
-        """The room's hash and stream, which share the room as hash tag."""
-        return [f"{self.prefix}history-meta:{{{room}}}", f"{self.prefix}history:{{{room}}}"]
+        """The room's hash and stream, which share the room's hash tag."""
+        tag = self._room_tag(room)
+        return [f"{self.prefix}history-meta:{tag}", f"{self.prefix}history:{tag}"]
 
     async def publish(self, channel_key: str, data: bytes, retention: Retention) -> Position:
         """Store, stamp and publish ``data`` on ``channel_key`` (a Redis channel name) atomically."""
         with self._guard("publish to", retention.room) as client:
             if self._publish_script is None:
-                self._publish_script = client.register_script(_PUBLISH)
+                self._publish_script = client.register_script(self._publish_source)
             ttl = _milliseconds(retention.ttl)
             args: list[str | bytes | int] = [channel_key, data, retention.size, ttl, _new_epoch()]
             try:

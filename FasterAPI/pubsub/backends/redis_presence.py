@@ -20,13 +20,23 @@ from .base import PresenceStore, worker_part
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
-__all__ = ["CommandGuard", "RedisPresence"]
+__all__ = ["CommandGuard", "RedisPresence", "RoomTag", "braced"]
 
 #: ``guard(operation, name)``: a context that yields the command client, or raises
 #: BackendUnavailable when Redis is down, and turns a connection error or timeout inside the
 #: block into BackendUnavailable ("cannot {operation} {name!r}").
-CommandGuard = Callable[[str, str], AbstractContextManager["Redis"]]
+CommandGuard = Callable[[str, str], AbstractContextManager["Redis | RedisCluster"]]
+
+#: ``room_tag(room)``: the part of a room's key names that is its hash tag (``{lobby}``), so
+#: that every key of one room lands in one slot of a Redis Cluster.
+RoomTag = Callable[[str], str]
+
+
+def braced(room: str) -> str:
+    """The room name in braces, the tag of the room's keys on one Redis server."""
+    return f"{{{room}}}"
 
 
 def _text(value: Any) -> str:
@@ -40,13 +50,14 @@ class RedisPresence(PresenceStore):
     whether Redis is up), so presence fails fast exactly when publishing does.
     """
 
-    def __init__(self, prefix: str, guard: CommandGuard) -> None:
+    def __init__(self, prefix: str, guard: CommandGuard, *, room_tag: RoomTag = braced) -> None:
         self.prefix = prefix
         self._guard = guard
+        self._room_tag = room_tag
         self._workers_key = f"{prefix}presence-workers"
 
     def _key(self, room: str) -> str:
-        return f"{self.prefix}presence:{{{room}}}"
+        return f"{self.prefix}presence:{self._room_tag(room)}"
 
     async def add(self, room: str, members: Iterable[str]) -> None:
         entries = list(members)
