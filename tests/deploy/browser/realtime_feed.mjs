@@ -2,9 +2,10 @@
 //
 // Loads BASE_URL/?room=ROOM and prints one JSON line per event of the page's realtime client
 // as it happens ({"event": "state" | "joined" | "reset" | "left" | "ready", ...}), so that the
-// test can time its network outages against them. When the page holds TOTAL messages (and a
-// little longer, so that a late duplicate would be seen) it prints {"event": "done", ...}
-// with everything the page received, and exits. Any failure exits non-zero.
+// test can time its network outages against them. Once the test writes "finish" on stdin and
+// the page holds TOTAL messages (and a little longer, so that a late duplicate would be seen),
+// it prints {"event": "done", ...} with everything the page received, and exits. Any failure
+// exits non-zero.
 //
 // playwright-core drives the system's Chromium ($CHROMIUM); it never downloads a browser.
 import { chromium } from "playwright-core";
@@ -20,6 +21,16 @@ if (!baseUrl || !room || !(total > 0) || !shotDir) {
 const RUN_TIMEOUT = Number(process.env.FEED_RUN_TIMEOUT_MS || 180_000);
 // After the last expected message: one more wait for anything that should not come.
 const QUIET_AFTER_MS = 3_000;
+
+// The test says "finish" when its publisher and its outages are done.
+const finished = new Promise((resolve) => {
+  let text = "";
+  process.stdin.on("data", (chunk) => { text += chunk; if (text.includes("finish")) resolve(); });
+});
+let timer;
+const runTimeout = new Promise((_, reject) => {
+  timer = setTimeout(() => reject(new Error(`no "finish" within ${RUN_TIMEOUT} ms`)), RUN_TIMEOUT);
+});
 
 const say = (event) => process.stdout.write(JSON.stringify({ ...event, at: Date.now() }) + "\n");
 
@@ -40,6 +51,8 @@ try {
   await page.exposeFunction("report", (text) => say(JSON.parse(text)));
   await page.goto(`${baseUrl}/?room=${encodeURIComponent(room)}`);
   await page.waitForFunction(() => window.feed && window.feed.joined);
+  await Promise.race([finished, runTimeout]);
+  clearTimeout(timer);
   await page.waitForFunction((n) => window.feed.received.length >= n, total, { timeout: RUN_TIMEOUT, polling: 200 });
   await page.waitForTimeout(QUIET_AFTER_MS);
   const feed = await page.evaluate(() => ({
@@ -67,5 +80,7 @@ try {
   }
   process.exitCode = 1;
 } finally {
+  clearTimeout(timer);
   await browser.close();
+  process.stdin.destroy();
 }
