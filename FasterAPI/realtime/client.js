@@ -1,8 +1,6 @@
-// FasterAPI realtime client, protocol version 1 (docs/realtime-protocol.md), served by the
-// app at <path>/client.js. One WebSocket carries every room; the client reconnects with
-// full-jitter backoff, rejoins its rooms with the last position seen (the server replays what
-// was missed), drops duplicates, and notices a dead link by missed pings.
-// No dependency, no build step; written to be read by authors of clients in other languages.
+// FasterAPI realtime client, protocol version 1 (docs/realtime-protocol.md), served by the app
+// at <path>/client.js: no dependency, no build step. Written to be read by authors of clients
+// in other languages: each rule of the protocol is in one place, and says so.
 
 /** Reconnect backoff (ms): retry n waits a random time in [0, min(CAP, BASE * 2^n)). */
 export const BACKOFF_BASE = 500;
@@ -14,15 +12,12 @@ export const CONNECT_TIMEOUT = 10000;
 
 /** @typedef {{offset: number, epoch: string}} Position  A message's place in its room. */
 
-/** The delay (ms) before reconnect attempt `attempt` (0 first); `random` gives [0, 1). */
-export function backoffDelay(attempt, random = Math.random) {
-  return random() * Math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt);
+/** The delay (ms) before reconnect attempt `attempt` (0 first): "full jitter". */
+export function backoffDelay(attempt) {
+  return Math.random() * Math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt);
 }
 
-/**
- * A refusal (`denied`, `error`: `code` is the protocol's), or a request this client gave up
- * on (code `disconnected`, `closed` or `left`). `reason` explains it.
- */
+/** A refusal (`denied`, `error`), or a request given up (code `disconnected`, `closed`, `left`). */
 export class RealtimeError extends Error {
   constructor(code, reason) {
     super(`${code}: ${reason}`);
@@ -60,22 +55,23 @@ class Emitter {
   }
 }
 
-/** Decode a binary broadcast (base64 in JSON mode) to bytes. */
-function fromBase64(text) {
-  return Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
+/** A `message` frame's data: bytes (sent as base64 in JSON mode) when `binary`. */
+function dataOf(frame) {
+  return frame.binary === true ? Uint8Array.from(atob(frame.data), (char) => char.charCodeAt(0)) : frame.data;
 }
 
 /**
  * A connection to a realtime endpoint, carrying any number of rooms. Events: `state`
  * (state, detail): "connecting" | "connected" | "disconnected" (detail: the close's
- * {code, reason}); `error` (Error): an `error` frame answering no request, or a failed connect.
+ * {code, reason}); `message` (data): sent to this connection alone (room "");
+ * `error` (Error): an `error` frame answering no request, or a failed connect.
  */
 export class Realtime extends Emitter {
   /**
    * @param {string} url  ws(s)://, http(s):// or a path, resolved against the page (http -> ws)
    * @param {object} [options]  `params`: the query (e.g. a token), an object or a function
    *   (maybe async) called before every connect; `WebSocket`: the class (default: the global);
-   *   `connectTimeout` (ms); `random`: the jitter source
+   *   `connectTimeout` (ms)
    */
   constructor(url, options = {}) {
     super();
@@ -87,18 +83,15 @@ export class Realtime extends Emitter {
     this.connectionId = null;
     /** How many times a connection was re-established after the first one. */
     this.reconnects = 0;
-    /** @type {Map<string, Room>} */
-    this._rooms = new Map();
+    this._rooms = new Map();  // name -> Room
     /** Requests awaiting their reply, by id: {reply(frame), fail(error), drop()}. */
     this._pending = new Map();
     this._nextId = 1;
     this._socket = null;
     this._welcomed = false;
-    this._everConnected = false;
     this._attempt = 0;
     this._connectedAt = 0;
     this._lastHeard = 0;
-    this._silenceLimit = 0;
     this._timers = { retry: 0, watchdog: 0, ping: 0 };
     this._closed = false;
     // Connect once the caller has had a chance to add its `state` handlers.
@@ -107,7 +100,7 @@ export class Realtime extends Emitter {
 
   /** The room named `name` (the same object on every call). */
   room(name) {
-    if (typeof name !== "string" || !name) throw new TypeError("a room name must be a non-empty string");
+    if (typeof name !== "string" || !name) throw new TypeError("a room name is a non-empty string");
     let room = this._rooms.get(name);
     if (!room) {
       room = new Room(this, name);
@@ -173,13 +166,12 @@ export class Realtime extends Emitter {
     const interval = frame.ping_interval > 0 ? frame.ping_interval : 10;
     this.connectionId = frame.connection;
     this._welcomed = true;
+    if (this._connectedAt) this.reconnects += 1;
     this._connectedAt = Date.now();
     clearInterval(this._timers.ping);
     // Liveness: ping every interval; drop the link after 2 intervals of silence.
     this._timers.ping = setInterval(() => this._send({ op: "ping" }), interval * 1000);
     this._watch(2 * interval * 1000);
-    if (this._everConnected) this.reconnects += 1;
-    this._everConnected = true;
     for (const room of this._rooms.values()) room._onConnected();
     this._setState("connected");
   }
@@ -193,9 +185,7 @@ export class Realtime extends Emitter {
   _retryLater(detail) {
     if (this._closed) return;
     this._setState("disconnected", detail);
-    const delay = backoffDelay(this._attempt, this.options.random);
-    this._attempt += 1;
-    this._timers.retry = setTimeout(() => this._connect(), delay);
+    this._timers.retry = setTimeout(() => this._connect(), backoffDelay(this._attempt++));
   }
 
   /** Close the socket (if any) and settle every request that was waiting on it. */
@@ -221,14 +211,13 @@ export class Realtime extends Emitter {
   /** Drop the link when no frame at all arrives for `limit` ms (re-armed lazily, not per frame). */
   _watch(limit) {
     clearTimeout(this._timers.watchdog);
-    this._silenceLimit = limit;
     this._lastHeard = Date.now();
     const check = () => {
       const silent = Date.now() - this._lastHeard;
-      if (silent >= this._silenceLimit) {
+      if (silent >= limit) {
         this._drop({ code: 4000, reason: `nothing received for ${Math.round(silent)} ms` });
       } else {
-        this._timers.watchdog = setTimeout(check, this._silenceLimit - silent);
+        this._timers.watchdog = setTimeout(check, limit - silent);
       }
     };
     this._timers.watchdog = setTimeout(check, limit);
@@ -243,13 +232,9 @@ export class Realtime extends Emitter {
   // -- frames ------------------------------------------------------------------------------
 
   _send(frame) {
-    if (!this._socket) return false;
     try {
-      this._socket.send(JSON.stringify(frame));
-      return true;
-    } catch {
-      return false;  // the socket is closing: its close event settles the request
-    }
+      this._socket?.send(JSON.stringify(frame));
+    } catch { /* the socket is closing: its close event follows */ }
   }
 
   /**
@@ -300,7 +285,8 @@ export class Realtime extends Emitter {
         else if (frame.op === "error") this._emit("error", new RealtimeError(frame.code, frame.reason));
         break;
       case "message":
-        room?._onMessage(frame);
+        if (frame.room === "") this._emit("message", dataOf(frame));
+        else room?._onMessage(frame);
         break;
       case "presence":
         room?._onPresence(frame.joins || {}, frame.leaves || []);
@@ -336,6 +322,8 @@ export class Room extends Emitter {
     this._payload = undefined;
     this._waiters = [];    // join() calls waiting for a join request that is not sent yet
     this._resuming = false;  // was joined when the connection dropped
+    this._retry = 0;         // a rejoin the server could not serve yet is tried again
+    this._retries = 0;
   }
 
   /**
@@ -402,13 +390,14 @@ export class Room extends Emitter {
 
   _onConnected() {
     if (this._wanted) {
-      this._sendJoin(this.state === "joined" || this._resuming === true);
+      this._sendJoin(this._resuming);
     } else {
       this._abandon(new RealtimeError("left", "the room was left before the join was sent"));
     }
   }
 
   _onDisconnected() {
+    clearTimeout(this._retry);
     // A dropped connection is in no room; a room we still want is rejoined on reconnect.
     if (this.state === "joined") this._resuming = true;
     if (this._wanted) this.state = "joining";
@@ -419,6 +408,7 @@ export class Room extends Emitter {
     for (const waiter of waiters) waiter.resolve(result);
     if (!this._wanted) return;  // leave() was called meanwhile: its request follows this one
     this._resuming = false;
+    this._retries = 0;
     this.state = "joined";
     // The room's top becomes our position, unless the server replays from ours (recovered)
     // or newer messages of this epoch already came.
@@ -432,23 +422,28 @@ export class Room extends Emitter {
   }
 
   _onJoinRefused(error, waiters, rejoin) {
+    if (rejoin && error.code === "unavailable") {
+      // The server's relay is down: the rejoin is not refused, only delayed. Try again.
+      this._waiters.unshift(...waiters);
+      this._retry = setTimeout(() => this._rt._welcomed && this._sendJoin(true), backoffDelay(this._retries++));
+      return;
+    }
     // Denied: this connection is not in the room, and does not retry by itself.
-    this._wanted = false;
-    this._resuming = false;
-    this.state = "idle";
-    this.presence = {};
     for (const waiter of waiters) waiter.reject(error);
-    if (rejoin) this._emit("left", { code: error.code, reason: error.reason });
+    this._end(rejoin && { code: error.code, reason: error.reason });
   }
 
   /** `left` without an id: the server removed us (a kick, a revoked permission). No rejoin. */
   _onRemoved(reason) {
-    if (!this._wanted) return;
-    this._wanted = false;
-    this._resuming = false;
+    if (this._wanted) this._end({ code: "removed", reason });
+  }
+
+  /** The membership ended, not by leave(): no rejoin; the page is told (`info`) if it was in. */
+  _end(info) {
+    this._wanted = this._resuming = false;
     this.state = "idle";
     this.presence = {};
-    this._emit("left", { code: "removed", reason });
+    if (info) this._emit("left", info);
   }
 
   /** Reject the join() calls no request carries yet. */
@@ -471,8 +466,7 @@ export class Room extends Emitter {
       if (ours && ours.epoch === epoch && offset <= ours.offset) return;
       this.position = { offset, epoch };
     }
-    const data = frame.binary === true ? fromBase64(frame.data) : frame.data;
-    this._emit("message", data, { offset, epoch });
+    this._emit("message", dataOf(frame), { offset, epoch });
   }
 
   /** `reset`: history could not fill a gap. Forget the position; the membership goes on. */

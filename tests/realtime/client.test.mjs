@@ -76,7 +76,7 @@ let server;
 const clients = [];
 
 function connect(options = {}) {
-  const rt = new Realtime("ws://example.test/rt", { WebSocket: server.WebSocket, random: () => 0.999, ...options });
+  const rt = new Realtime("ws://example.test/rt", { WebSocket: server.WebSocket, ...options });
   clients.push(rt);
   return rt;
 }
@@ -94,20 +94,26 @@ async function joinedRoom(name = "chat:1", position = { offset: 5, epoch: "e1" }
 
 beforeEach(() => {
   mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"], now: 1_000_000 });
+  // Each reconnect waits just under its ceiling: the backoff's bounds are checked exactly.
+  mock.method(Math, "random", () => 0.999);
   server = new FakeServer();
 });
 
 afterEach(() => {
   for (const rt of clients.splice(0)) rt.close();
   mock.timers.reset();
+  mock.restoreAll();
   delete globalThis.location;
 });
 
 test("backoff: full jitter between 0 and min(20 s, 0.5 s * 2^attempt)", () => {
   for (let attempt = 0; attempt < 12; attempt++) {
     const ceiling = Math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt);
-    assert.equal(backoffDelay(attempt, () => 0), 0);
-    assert.equal(backoffDelay(attempt, () => 0.5), ceiling / 2);
+    for (const random of [0, 0.5]) {
+      mock.method(Math, "random", () => random);
+      assert.equal(backoffDelay(attempt), ceiling * random);
+    }
+    mock.restoreAll();
     for (let sample = 0; sample < 200; sample++) {
       const delay = backoffDelay(attempt);
       assert.ok(delay >= 0 && delay < ceiling, `attempt ${attempt}: ${delay}`);
@@ -115,7 +121,8 @@ test("backoff: full jitter between 0 and min(20 s, 0.5 s * 2^attempt)", () => {
   }
   assert.equal(BACKOFF_BASE, 500);
   assert.equal(BACKOFF_CAP, 20000);
-  assert.equal(backoffDelay(40, () => 0.5), 10000);  // capped, however many attempts
+  mock.method(Math, "random", () => 0.5);
+  assert.equal(backoffDelay(40), 10000);  // capped, however many attempts
 });
 
 test("reconnect delays double up to the cap, and start over after a stable connection", async () => {
@@ -426,4 +433,31 @@ test("close: no reconnect, joins waiting reject", async () => {
   await settle();
   assert.equal(server.sockets.length, 1);
   assert.deepEqual(states, ["disconnected"]);
+});
+
+test("a rejoin the relay cannot serve yet (unavailable) is tried again, not given up", async () => {
+  const { room } = await joinedRoom();
+  const left = [];
+  room.on("left", (info) => left.push(info));
+  server.cut();
+  mock.timers.tick(BACKOFF_BASE);
+  await settle();
+  server.welcome();
+  const first = server.sent("join")[0];
+  server.deliver({ op: "denied", id: first.id, room: "chat:1", code: "unavailable", reason: "The relay is unavailable; try again" });
+  assert.deepEqual(left, []);
+  assert.equal(room.state, "joining");
+  mock.timers.tick(BACKOFF_BASE);
+  const again = server.sent("join")[1];
+  assert.deepEqual(again.since, { offset: 5, epoch: "e1" });
+  server.joined({ recovered: true, position: { offset: 5, epoch: "e1" } });
+  assert.equal(room.state, "joined");
+});
+
+test("a message sent to this connection alone (room \"\") is the connection's event", async () => {
+  const { rt } = await joinedRoom();
+  const direct = [];
+  rt.on("message", (data) => direct.push(data));
+  server.deliver({ op: "message", room: "", offset: 0, epoch: "", data: { note: "just you" } });
+  assert.deepEqual(direct, [{ note: "just you" }]);
 });
