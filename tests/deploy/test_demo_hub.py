@@ -33,6 +33,41 @@ def test_page_and_validation() -> None:
         assert client.get("/rooms/r").json()["members"] == 0
 
 
+def test_realtime_rooms() -> None:
+    """The page's endpoint: the client is served, rooms join with who and where, publishes broadcast."""
+    with TestClient(app) as client:
+        page = client.get("/").text
+        assert 'from "/rt/client.js"' in page and 'id="reconnects"' in page and 'id="recovered"' in page
+        script = client.get("/rt/client.js")
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        with client.websocket_connect("/rt?name=%20Ann%20%20Lee%20") as ws:
+            welcome = ws.receive_json(timeout=TIMEOUT)
+            assert welcome["op"] == "welcome"
+            ws.send_json({"op": "join", "id": 1, "room": "rt-lobby"})
+            joined = ws.receive_json(timeout=TIMEOUT)
+            assert joined["op"] == "joined" and joined["position"]["offset"] == 0  # history is on
+            me = joined["presence"][welcome["connection"]]
+            assert me["name"] == "Ann Lee" and me["pid"] > 0 and me["host"]
+
+            ws.send_json({"op": "publish", "id": 2, "room": "rt-lobby", "data": {"text": "  hi  "}})
+            replies = [ws.receive_json(timeout=TIMEOUT) for _ in range(2)]
+            ack = next(r for r in replies if r["op"] == "ack")
+            message = next(r for r in replies if r["op"] == "message")
+            assert ack["id"] == 2 and message["offset"] == ack["position"]["offset"] == 1
+            assert message["data"]["text"] == "hi" and message["data"]["name"] == "Ann Lee"
+            assert message["data"]["sender"] == {"pid": me["pid"], "host": me["host"]}
+
+            ws.send_json({"op": "publish", "id": 3, "room": "rt-lobby", "data": {"text": "   "}})
+            assert ws.receive_json(timeout=TIMEOUT)["code"] == "publish_refused"
+            ws.send_json({"op": "publish", "id": 4, "room": "rt-lobby", "data": {"text": "x" * 2001}})
+            assert ws.receive_json(timeout=TIMEOUT)["code"] == "invalid_payload"
+            ws.send_json({"op": "join", "id": 5, "room": "not:declared"})
+            assert ws.receive_json(timeout=TIMEOUT)["code"] == "unknown_room"
+            # An HTTP post reaches the realtime members of the room too.
+            assert client.post("/rooms/rt-lobby/messages", json={"text": "from http"}).status_code == 202
+            assert ws.receive_json(timeout=TIMEOUT)["data"]["text"] == "from http"
+
+
 def test_socket_events() -> None:
     with TestClient(app) as client, client.websocket_connect("/ws/ev?name=%20Ann%20%20Lee%20") as ws:
         hello = ws.receive_json(timeout=TIMEOUT)
