@@ -62,9 +62,9 @@ REVOKED: set[str] = set()
 
 
 @app.post("/broadcast/{room}")
-async def broadcast(room: str, count: int = 1, binary: bool = False) -> dict[str, Any]:
+async def broadcast(room: str, count: int = 1, start: int = 0, binary: bool = False) -> dict[str, Any]:
     last = None
-    for n in range(count):
+    for n in range(start, start + count):
         position = await app.broadcast(room, b"\x00\x01" if binary else {"n": n})
         last = None if position is None else [position.offset, position.epoch]
     return {"position": last}
