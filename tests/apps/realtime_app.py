@@ -58,6 +58,11 @@ def join_feed(name: str) -> dict[str, str]:  # a sync guard runs in a thread
     return {"feed": name}
 
 
+@rt.room("live:{name}", presence=False)
+async def join_live(name: str, user: str = Depends(current_user)) -> dict[str, str]:
+    return {"user": user}
+
+
 REVOKED: set[str] = set()
 
 

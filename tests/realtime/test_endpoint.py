@@ -95,6 +95,20 @@ def test_a_rejoin_reruns_the_guard_and_updates_presence(server: RunningServer) -
     run(main())
 
 
+def test_a_room_without_presence_sends_no_diffs(server: RunningServer) -> None:
+    async def main() -> None:
+        async with open_wire(server.ws_url, token="ann") as ann, open_wire(server.ws_url, token="bob") as bob:
+            assert (await ann.join("live:show"))["presence"] == {}
+            assert (await bob.join("live:show"))["presence"] == {}
+            await asyncio.to_thread(post, server, "/broadcast/live:show")
+            await ann.message("live:show")
+            assert [f for f in ann.seen if f["op"] == "presence"] == []
+            everyone = await asyncio.to_thread(_presence, server, "live:show")
+            assert everyone == {ann.id: {"user": "ann"}, bob.id: {"user": "bob"}}
+
+    run(main())
+
+
 def test_a_closed_connection_leaves_its_rooms(server: RunningServer) -> None:
     async def main() -> None:
         async with open_wire(server.ws_url, token="fay") as fay:
