@@ -87,7 +87,10 @@ class RoomHandler:
             self.payload_required = body.default is msgspec.UNSET
 
     def convert(self, value: Any) -> Any:
-        """``value`` (decoded JSON, ``msgspec.UNSET`` when absent) as the declared type."""
+        """``value`` (decoded JSON, ``msgspec.UNSET`` when absent) as the declared type; a handler
+        that declares no payload parameter ignores it."""
+        if self.payload_name is None:
+            return msgspec.UNSET
         if value is msgspec.UNSET:
             if self.payload_required:
                 raise InvalidPayload(f"A payload is required (parameter {self.payload_name!r})")
