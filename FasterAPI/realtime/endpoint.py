@@ -71,16 +71,18 @@ class Realtime:
 
     # -- declarations -----------------------------------------------------------------------
 
-    def room(self, pattern: str) -> Callable[[F], F]:
+    def room(self, pattern: str, *, presence: bool = True) -> Callable[[F], F]:
         """Declare the rooms matching ``pattern`` (``"chat:{room_id}"``) with their join guard.
 
         The guard runs on every join, rejoin and resume; it raises :class:`JoinDenied` to
         refuse, and returns the connection's presence metadata in the room (a dict, a Struct,
-        or None). Rooms that no pattern matches are refused.
+        or None). Rooms that no pattern matches are refused. ``presence=False``: members get
+        no presence diffs and an empty member list on joining (for rooms with thousands of
+        members, where every join would otherwise go to everyone); ``app.presence`` still works.
         """
 
         def decorator(func: F) -> F:
-            self.guards.add(pattern, func)
+            self.guards.add(pattern, func, presence=presence)
             return func
 
         return decorator

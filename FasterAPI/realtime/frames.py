@@ -147,9 +147,7 @@ def welcome(connection_id: str, ping_interval: float) -> bytes:
     return _encode({"op": "welcome", "connection": connection_id, "ping_interval": ping_interval, "version": VERSION})
 
 
-def joined(
-    request_id: int, room: str, recovered: bool, position: Position | None, presence: dict[str, Any]
-) -> bytes:
+def joined(request_id: int, room: str, recovered: bool, position: Position | None, presence: dict[str, Any]) -> bytes:
     return _encode(
         {
             "op": "joined",

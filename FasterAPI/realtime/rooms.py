@@ -67,9 +67,11 @@ class InvalidPayload(Exception):
 class RoomHandler:
     """A guard or publish handler on a room pattern, compiled once."""
 
-    def __init__(self, pattern: RoomPattern, func: Callable[..., Any]) -> None:
+    def __init__(self, pattern: RoomPattern, func: Callable[..., Any], *, presence: bool = True) -> None:
         self.pattern = pattern
         self.func = func
+        #: Members of these rooms get presence diffs and the member list on joining.
+        self.presence = presence
         self.dependant = Dependant(func, pattern.names)
         #: The parameter that takes the payload (a Struct or dict annotation), if any.
         self.payload_name: str | None = None
@@ -85,7 +87,10 @@ class RoomHandler:
             self.payload_required = body.default is msgspec.UNSET
 
     def convert(self, value: Any) -> Any:
-        """``value`` (decoded JSON, ``msgspec.UNSET`` when absent) as the declared type."""
+        """``value`` (decoded JSON, ``msgspec.UNSET`` when absent) as the declared type; a handler
+        that declares no payload parameter ignores it."""
+        if self.payload_name is None:
+            return msgspec.UNSET
         if value is msgspec.UNSET:
             if self.payload_required:
                 raise InvalidPayload(f"A payload is required (parameter {self.payload_name!r})")
@@ -118,8 +123,8 @@ class RoomTable:
     def __init__(self) -> None:
         self.handlers: list[RoomHandler] = []
 
-    def add(self, pattern: str, func: Callable[..., Any]) -> None:
-        self.handlers.append(RoomHandler(RoomPattern(pattern), func))
+    def add(self, pattern: str, func: Callable[..., Any], *, presence: bool = True) -> None:
+        self.handlers.append(RoomHandler(RoomPattern(pattern), func, presence=presence))
 
     def find(self, room: str) -> tuple[RoomHandler, dict[str, str]] | None:
         for handler in self.handlers:

@@ -102,6 +102,8 @@ class Session:
         self._bad: collections.deque[float] = collections.deque()
         #: room -> the presence metadata (JSON) its guard gave this connection.
         self.metadata: dict[str, bytes] = {}
+        #: Rooms declared with ``presence=False``: no diffs, no member list in ``joined``.
+        self.quiet: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the hub's Member -------------------------------------------------------------------
@@ -165,7 +167,8 @@ class Session:
         self.metadata.clear()
         await self.hub.discard(self.id)
         for room in rooms:
-            await self.endpoint.announce(room, leaves=[self.id], exclude=self.id)
+            await self._announce(room, leaves=[self.id])
+        self.quiet.clear()
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` and end the session now (not when the peer answers)."""
@@ -283,11 +286,16 @@ class Session:
         self.endpoint.index(room, self)
         if since is not None and not was_member and not outcome.recovered:
             self.send(frames.reset(room))
-        presence = await self.endpoint.presence_of(room)
-        presence[self.id] = msgspec.json.decode(metadata)
+        presence: dict[str, Any] = {}
+        if handler.presence:
+            self.quiet.discard(room)
+            presence = await self.endpoint.presence_of(room)
+            presence[self.id] = msgspec.json.decode(metadata)
+        else:
+            self.quiet.add(room)
         self.send(frames.joined(request.id, room, was_member or outcome.recovered, outcome.position, presence))
         if previous != metadata:
-            await self.endpoint.announce(room, joins={self.id: metadata}, exclude=self.id)
+            await self._announce(room, joins={self.id: metadata})
 
     async def _leave(self, request: Leave) -> None:
         if request.room in self.metadata:
@@ -303,7 +311,14 @@ class Session:
         self.endpoint.unindex(room, self)
         with contextlib.suppress(BackendUnavailable):
             await self.hub.leave(self.id, room)
-        await self.endpoint.announce(room, leaves=[self.id], exclude=self.id)
+        await self._announce(room, leaves=[self.id])
+        self.quiet.discard(room)
+
+    async def _announce(
+        self, room: str, *, joins: dict[str, bytes] | None = None, leaves: list[str] | None = None
+    ) -> None:
+        if room not in self.quiet:
+            await self.endpoint.announce(room, joins=joins, leaves=leaves, exclude=self.id)
 
     def kicked(self, room: str, reason: str) -> None:
         """``app.kick``: out of ``room`` at once, then told so."""

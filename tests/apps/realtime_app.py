@@ -58,13 +58,18 @@ def join_feed(name: str) -> dict[str, str]:  # a sync guard runs in a thread
     return {"feed": name}
 
 
+@rt.room("live:{name}", presence=False)
+async def join_live(name: str, user: str = Depends(current_user)) -> dict[str, str]:
+    return {"user": user}
+
+
 REVOKED: set[str] = set()
 
 
 @app.post("/broadcast/{room}")
-async def broadcast(room: str, count: int = 1, binary: bool = False) -> dict[str, Any]:
+async def broadcast(room: str, count: int = 1, start: int = 0, binary: bool = False) -> dict[str, Any]:
     last = None
-    for n in range(count):
+    for n in range(start, start + count):
         position = await app.broadcast(room, b"\x00\x01" if binary else {"n": n})
         last = None if position is None else [position.offset, position.epoch]
     return {"position": last}
