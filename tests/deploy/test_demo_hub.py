@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from typing import Any
 
 import pytest
@@ -11,11 +12,15 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from examples.demo_hub import app
 from FasterAPI.testclient import TestClient
+from tests.browser_script import BrowserScript, require_browser_tools
 from tests.cluster.processes import wait_until
-from tests.deploy.stack import fasterapi_run, http
+from tests.deploy.stack import ROOT, fasterapi_run, http
+from tests.network_proxy import NetworkProxy
 from tests.redis_server import RedisServer
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
+
+ARTIFACTS = ROOT / "test-artifacts"
 
 TIMEOUT = 15
 
@@ -124,3 +129,43 @@ async def _outage(base_url: str, ws_url: str, redis: RedisServer) -> None:
         await ws.send("after the outage")
         assert (await next_event(ws, "message"))["text"] == "after the outage"
         assert http(f"{base_url}/rooms/outage").json()["members"] == 1
+
+
+def test_page_reconnects_and_catches_up() -> None:
+    """`make run`'s hub (memory backend) in Chromium, through a network that drops for 2 s:
+    the page reconnects, resumes, shows every message once, and counts it."""
+    require_browser_tools()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with fasterapi_run() as served:
+        shown = asyncio.run(_drop_the_network(served.base_url, served.port))
+        assert "Traceback" not in served.output(), served.output()
+    assert shown["texts"] == [f"m{n}" for n in range(1, 9)], shown["texts"]
+    assert shown["status"] == "Connected" and shown["worker"].startswith("pid ")
+    assert int(shown["reconnects"]) >= 1 and int(shown["recovered"]) >= 1 and shown["resets"] == "0"
+    assert "Reconnected: caught up on what was missed" in shown["system"]
+    assert shown["pageErrors"] == []
+
+
+async def _drop_the_network(base_url: str, port: int) -> dict[str, Any]:
+    room = f"resume-{secrets.token_hex(3)}"
+
+    async def post(n: int) -> None:
+        url = f"{base_url}/rooms/{room}/messages"
+        answer = await asyncio.to_thread(http, url, method="POST", json_body={"text": f"m{n}", "name": "dave"})
+        assert answer.status == 202
+
+    async with (
+        NetworkProxy(port) as proxy,
+        BrowserScript("demo_resume.mjs", proxy.url, room, "8", str(ARTIFACTS)) as page,
+    ):
+        await page.wait_for(60, event="ready")
+        for n in range(1, 4):
+            await post(n)
+        outage = asyncio.ensure_future(proxy.cut(2.0))
+        for n in range(4, 7):  # while the page is cut off: it gets them when it resumes
+            await post(n)
+        await outage
+        for n in range(7, 9):
+            await post(n)
+        await page.send("finish")
+        return await page.wait_for(90, event="done")
