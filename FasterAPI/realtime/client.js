@@ -27,7 +27,7 @@ export class RealtimeError extends Error {
   }
 }
 
-/** Named events with `on(event, handler)` (which returns an unsubscribe function) and `off`. */
+/** Named events: `on(event, handler)` returns a function that removes it, as `off` does. */
 class Emitter {
   constructor() {
     this._handlers = new Map();  // event -> Set of handlers
@@ -81,7 +81,7 @@ export class Realtime extends Emitter {
     this.state = "disconnected";
     /** This connection's id on the server (from `welcome`); null while not connected. */
     this.connectionId = null;
-    /** How many times a connection was re-established after the first one. */
+    /** How many times the connection was re-established. */
     this.reconnects = 0;
     this._rooms = new Map();  // name -> Room
     /** Requests awaiting their reply, by id: {reply(frame), fail(error), drop()}. */
@@ -89,9 +89,9 @@ export class Realtime extends Emitter {
     this._nextId = 1;
     this._socket = null;
     this._welcomed = false;
-    this._attempt = 0;
-    this._connectedAt = 0;
-    this._lastHeard = 0;
+    this._attempt = 0;       // reconnect attempts since the last stable connection
+    this._connectedAt = 0;   // when the last welcome came (0: never)
+    this._lastHeard = 0;     // when the last frame came
     this._timers = { retry: 0, watchdog: 0, ping: 0 };
     this._closed = false;
     // Connect once the caller has had a chance to add its `state` handlers.
@@ -132,7 +132,7 @@ export class Realtime extends Emitter {
       const Socket = this.options.WebSocket || globalThis.WebSocket;
       socket = new Socket(url);
     } catch (error) {
-      // params() threw, or a bad URL: report it, and retry like a failed connect.
+      // params() threw, or a bad URL: report it, retry like a failed connect.
       this._emit("error", error);
       this._retryLater({ code: 0, reason: String(error) });
       return;
@@ -237,10 +237,7 @@ export class Realtime extends Emitter {
     } catch { /* the socket is closing: its close event follows */ }
   }
 
-  /**
-   * Send a request (its reply carries its `id`). `handlers`: `reply(frame)`, `fail(error)` on
-   * `denied`/`error`, `drop()` if the connection goes (or is not there) before the reply.
-   */
+  /** Send a request; `handlers`: reply(frame), fail(error) on denied/error, drop() if no reply can come. */
   _request(frame, handlers) {
     if (!this._welcomed) {
       handlers.drop();
