@@ -49,6 +49,9 @@ BAD_FRAME_WINDOW = 10.0
 PING_TIMEOUT_CLOSE = 4000
 
 
+_WRAP = frames.wrap_message
+
+
 class RealtimeSink(Sink):
     """A realtime connection's sink in the hub (see the module docstring)."""
 
@@ -61,8 +64,9 @@ class RealtimeSink(Sink):
 
     def deliver(self, delivery: Delivery) -> None:
         # A direct send (send_to) has no room: it passes as a message of room "".
-        if delivery.room in self.rooms or not delivery.room:
-            self.inner.deliver(delivery.derived(frames.wrap_message))
+        room = delivery.room
+        if room in self.rooms or not room:
+            self.inner.deliver(delivery.derived(_WRAP))
 
     def close(self) -> None:
         self.inner.close()

@@ -8,10 +8,13 @@ was in still delivers.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from FasterAPI.pubsub.delivery import Delivery, Sink
+from FasterAPI.realtime.session import RealtimeSink
 from tests.realtime.wire import Frame, Wire, open_wire, post
 from tests.servers import RunningServer
 
@@ -264,3 +267,44 @@ def test_rejoin_with_since_replays_what_was_missed(server: RunningServer) -> Non
         assert joined["op"] == "joined"
 
     run(main())
+
+
+class Recording(Sink):
+    def __init__(self) -> None:
+        self.got: list[Delivery] = []
+
+    def deliver(self, delivery: Delivery) -> None:
+        self.got.append(delivery)
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    @property
+    def label(self) -> str:
+        return "recording"
+
+    def drop_oldest(self) -> None:
+        pass
+
+    def close_for_overflow(self) -> None:
+        pass
+
+
+def test_every_member_of_a_worker_shares_one_wrapped_delivery() -> None:
+    """Frame-once: the wrapped message is built once per broadcast, so the server frames it once."""
+    members = [RealtimeSink(Recording()) for _ in range(3)]
+    for sink in members[:2]:
+        sink.rooms.add("r")
+    broadcast = Delivery(b'{"a":1}', False, 5, room="r", epoch="e", is_json=True)
+    for sink in members:
+        sink.deliver(broadcast)
+    first, second, outsider = (sink.inner.got for sink in members)  # type: ignore[attr-defined]
+    assert len(first) == 1 and first[0] is second[0] and outsider == []
+    assert json.loads(first[0].payload) == {"op": "message", "room": "r", "offset": 5, "epoch": "e", "data": {"a": 1}}
+    members[0].rooms.discard("r")  # revoked: nothing more of the room passes
+    members[0].deliver(Delivery(b"2", False, 6, room="r", epoch="e", is_json=True))
+    assert len(first) == 1
