@@ -308,3 +308,52 @@ def test_every_member_of_a_worker_shares_one_wrapped_delivery() -> None:
     members[0].rooms.discard("r")  # revoked: nothing more of the room passes
     members[0].deliver(Delivery(b"2", False, 6, room="r", epoch="e", is_json=True))
     assert len(first) == 1
+
+
+def test_the_msgpack_form_carries_the_same_objects_in_binary_frames(server: RunningServer) -> None:
+    import msgspec
+    from websockets.asyncio.client import connect
+
+    async def main() -> None:
+        url = server.ws_url + "/rt?token=mia"
+        async with (
+            connect(url, subprotocols=["fasterapi.v1.msgpack", "fasterapi.v1"]) as packed,  # type: ignore[list-item]
+            open_wire(server.ws_url, token="ann") as ann,
+        ):
+            assert packed.subprotocol == "fasterapi.v1.msgpack"
+
+            async def frame() -> Any:
+                raw = await asyncio.wait_for(packed.recv(), 20)
+                assert isinstance(raw, bytes)
+                return msgspec.msgpack.decode(raw)
+
+            async def until(op: str) -> Any:
+                while (found := await frame())["op"] != op:
+                    pass
+                return found
+
+            welcome = await frame()
+            assert welcome["op"] == "welcome" and welcome["version"] == 1
+            await ann.join("chat:packed", {"name": "ann"})
+            await packed.send(
+                msgspec.msgpack.encode({"op": "join", "id": 1, "room": "chat:packed", "payload": {"name": "Mia"}})
+            )
+            joined = await until("joined")
+            assert joined["id"] == 1 and set(joined["presence"]) == {ann.id, welcome["connection"]}
+            diff = await ann.expect(lambda f: f["op"] == "presence", "mia's arrival")  # JSON side of the same diff
+            assert diff["joins"] == {welcome["connection"]: {"name": "Mia", "user": "mia"}}
+            await asyncio.to_thread(post, server, "/broadcast/chat:packed")
+            message = await until("message")
+            assert message["room"] == "chat:packed" and message["data"] == {"n": 0} and message["offset"] >= 1
+            assert (await ann.message("chat:packed"))["offset"] == message["offset"]
+            await asyncio.to_thread(post, server, "/broadcast/chat:packed?binary=true")
+            assert (await until("message"))["data"] == b"\x00\x01"  # bytes stay bytes
+            await packed.send('{"op":"ping"}')  # a text frame in msgpack mode
+            refusal = await until("error")
+            assert refusal["code"] == "bad_frame" and refusal["id"] is None
+            await packed.send(b"\xc1")  # never valid msgpack
+            assert (await until("error"))["code"] == "bad_frame"
+            await packed.send(msgspec.msgpack.encode({"op": "ping"}))
+            assert await until("pong") == {"op": "pong"}
+
+    run(main())
