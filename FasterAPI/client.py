@@ -262,6 +262,10 @@ class Realtime(_Emitter):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._set_state(ConnectionState.DISCONNECTED)
+        for room in self.rooms.values():
+            room.wanted = room.joined = False
+            if room._waiter is not None and not room._waiter.done():
+                room._waiter.set_exception(RealtimeError("closed", "The client was closed"))
 
     async def __aenter__(self) -> Realtime:
         await self.connect()

@@ -197,6 +197,20 @@ def test_reconnects_resume_without_loss_or_duplicates(server: RunningServer) -> 
     run(main())
 
 
+def test_closing_fails_a_join_still_waiting_for_its_connection() -> None:
+    async def main() -> None:
+        # Nothing listens there: the client keeps trying to connect.
+        client = Realtime("ws://127.0.0.1:9/rt", backoff_base=0.01)
+        join = asyncio.create_task(client.room("chat:x").join({"name": "x"}))
+        await wait_for(lambda: client.state is not ConnectionState.CONNECTED, "a connect attempt")
+        await client.close()
+        with pytest.raises(RealtimeError) as closed:
+            await join
+        assert closed.value.code == "closed"
+
+    run(main())
+
+
 def test_a_closed_client_does_not_reconnect(server: RunningServer) -> None:
     async def main() -> None:
         client = Realtime(server.ws_url + "/rt", params=lambda: {"token": "ann"})

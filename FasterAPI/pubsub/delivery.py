@@ -53,10 +53,12 @@ class Delivery:
 
     __slots__ = (
         "_derived",
+        "_derived_others",
         "_encoder",
         "_form",
         "_message",
         "_others",
+        "_transform",
         "binary",
         "epoch",
         "is_json",
@@ -86,16 +88,25 @@ class Delivery:
         self._encoder: Encoder | None = None
         self._form = b""
         self._others: dict[Encoder, bytes] | None = None
-        self._derived: dict[Transform, Delivery] | None = None
+        # Likewise derived deliveries: one transform in slots (the realtime endpoint's), more in a dict.
+        self._transform: Transform | None = None
+        self._derived: Delivery | None = None
+        self._derived_others: dict[Transform, Delivery] | None = None
 
     def derived(self, transform: Transform) -> Delivery:
         """``transform(self)``, computed on the first call with that transform only."""
-        cache = self._derived
-        if cache is None:
-            cache = self._derived = {}
-        found = cache.get(transform)
+        if transform is self._transform:
+            return self._derived  # type: ignore[return-value]
+        if self._transform is None:
+            self._transform = transform
+            made = self._derived = transform(self)
+            return made
+        others = self._derived_others
+        if others is None:
+            others = self._derived_others = {}
+        found = others.get(transform)
         if found is None:
-            found = cache[transform] = transform(self)
+            found = others[transform] = transform(self)
         return found
 
     @property

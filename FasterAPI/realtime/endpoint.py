@@ -22,7 +22,6 @@ from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..pubsub.delivery import Delivery
 from ..pubsub.envelope import Envelope
 from ..pubsub.errors import BackendUnavailable
 from ..pubsub.history import Gap
@@ -137,7 +136,7 @@ class Realtime:
                 now = time.monotonic()
                 ping = None
                 if now - last_ping >= self.ping_interval:
-                    ping, last_ping = Delivery(frames.PING, False), now
+                    ping, last_ping = frames.SharedFrame(frames.PING), now
                 for session in list(self.sessions.values()):
                     if session.timed_out(now):
                         logger.info("Realtime connection %s sent nothing for two ping intervals", session.id)
@@ -183,7 +182,7 @@ class Realtime:
             return
         members = self.rooms.get(envelope.room)
         if members:
-            diff = Delivery(envelope.payload, False)  # one frame for every member here
+            diff = frames.SharedFrame(envelope.payload)  # one frame per form for every member here
             for connection_id, session in list(members.items()):
                 if connection_id != envelope.exclude:
                     session.deliver(diff)
@@ -191,7 +190,7 @@ class Realtime:
     def _on_gap(self, room: str, gap: Gap) -> None:
         members = self.rooms.get(room)
         if members:
-            reset = Delivery(frames.reset(room), False)
+            reset = frames.SharedFrame(frames.reset(room))
             for session in list(members.values()):
                 session.deliver(reset)
 

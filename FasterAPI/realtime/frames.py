@@ -1,4 +1,9 @@
-"""The realtime protocol's frames (version 1, JSON text): reading the client's, writing the server's.
+"""The realtime protocol's frames (version 1): reading the client's, writing the server's.
+
+Two forms of the same objects: JSON text frames (:data:`SUBPROTOCOL`, the default) and msgpack
+binary frames (:data:`MSGPACK_SUBPROTOCOL`), each a :class:`Codec`. Frames are built as JSON
+here; a msgpack connection gets each one converted (:meth:`Codec.delivery`), and a frame
+shared by many connections (:class:`SharedFrame`) is converted once per worker.
 
 Client frames are read in two steps, so that each problem gets its own code: the text must be
 a JSON object with a string ``op`` (else ``bad_frame`` / ``unknown_op``), then the fields of
@@ -11,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import enum
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 
-from ..pubsub.delivery import Delivery
+from ..pubsub.delivery import Delivery, Transform
 from ..pubsub.envelope import InvalidRoomName, validate_room
 from ..pubsub.history import Position
 
@@ -35,10 +41,14 @@ __all__ = [
 
 #: The WebSocket subprotocol of the JSON form (also what a client offering none speaks).
 SUBPROTOCOL = "fasterapi.v1"
+#: The same objects as msgpack, in binary frames.
+MSGPACK_SUBPROTOCOL = "fasterapi.v1.msgpack"
 VERSION = 1
 
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
+_msgpack_encode = msgspec.msgpack.Encoder().encode
+_msgpack_decode = msgspec.msgpack.Decoder().decode
 
 
 class ErrorCode(enum.StrEnum):
@@ -109,11 +119,24 @@ class BadFrame(Exception):
 
 
 def read_frame(text: str) -> Request:
-    """The request in a text frame; raises :class:`BadFrame` naming the problem."""
+    """The request in a JSON text frame; raises :class:`BadFrame` naming the problem."""
     try:
         frame = _decode_any(text)
     except (msgspec.DecodeError, RecursionError) as error:
         raise BadFrame(ErrorCode.BAD_FRAME, f"Not JSON: {error}") from None
+    return _request(frame)
+
+
+def read_msgpack_frame(data: bytes) -> Request:
+    """The request in a msgpack binary frame; raises :class:`BadFrame` naming the problem."""
+    try:
+        frame = _msgpack_decode(data)
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise BadFrame(ErrorCode.BAD_FRAME, f"Not msgpack: {error}") from None
+    return _request(frame)
+
+
+def _request(frame: Any) -> Request:
     if not isinstance(frame, dict):
         raise BadFrame(ErrorCode.BAD_FRAME, f"A frame is a JSON object, got {type(frame).__name__}")
     raw_id = frame.get("id")
@@ -195,6 +218,18 @@ PING = b'{"op":"ping"}'
 PONG = b'{"op":"pong"}'
 
 
+def wrap_msgpack_message(delivery: Delivery) -> Delivery:
+    """:func:`wrap_message` for msgpack connections: bytes stay bytes, JSON becomes msgpack."""
+    if delivery.binary:
+        data: Any = delivery.payload
+    elif delivery.is_json:
+        data = _decode_any(delivery.payload)
+    else:
+        data = delivery.payload.decode("utf-8")
+    frame = {"op": "message", "room": delivery.room, "offset": delivery.offset, "epoch": delivery.epoch, "data": data}
+    return Delivery(_msgpack_encode(frame), True, delivery.offset, room=delivery.room, epoch=delivery.epoch)
+
+
 def wrap_message(delivery: Delivery) -> Delivery:
     """A broadcast as a ``message`` frame (the transform every realtime member of a worker shares).
 
@@ -240,3 +275,56 @@ def read_kick(payload: bytes) -> Kick | None:
         return _kick_decoder.decode(payload)
     except msgspec.DecodeError:
         return None
+
+
+# -- the two forms ----------------------------------------------------------------------------
+
+
+class Codec:
+    """One form of the protocol: how its frames are read, and how a JSON-built frame is sent."""
+
+    def __init__(self, subprotocol: str, binary: bool, read: Callable[[Any], Request], wrap: Transform) -> None:
+        self.subprotocol = subprotocol
+        #: Client frames come in binary frames (msgpack) or text frames (JSON).
+        self.binary = binary
+        self.read = read
+        #: The transform every member's broadcasts go through (shared per worker, per form).
+        self.wrap = wrap
+
+    def delivery(self, frame: bytes) -> Delivery:
+        """A server frame built as JSON, in this form."""
+        if not self.binary:
+            return Delivery(frame, False)
+        return Delivery(_msgpack_encode(_decode_any(frame)), True)
+
+
+JSON = Codec(SUBPROTOCOL, False, read_frame, wrap_message)
+MSGPACK = Codec(MSGPACK_SUBPROTOCOL, True, read_msgpack_frame, wrap_msgpack_message)
+CODECS = {codec.subprotocol: codec for codec in (JSON, MSGPACK)}
+
+
+def choose_codec(offered: Any) -> tuple[Codec, str | None]:
+    """The form of the first subprotocol of ours the client offered (its preference), and the
+    subprotocol to accept with; JSON without a subprotocol when it offered none of ours."""
+    for name in offered or ():
+        codec = CODECS.get(name)
+        if codec is not None:
+            return codec, name
+    return JSON, None
+
+
+class SharedFrame:
+    """A server frame many connections of a worker receive (a presence diff, a ping, a reset):
+    one delivery per form, built on first use, so each form is framed once."""
+
+    __slots__ = ("_forms", "frame")
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame = frame
+        self._forms: dict[Codec, Delivery] = {}
+
+    def delivery(self, codec: Codec) -> Delivery:
+        found = self._forms.get(codec)
+        if found is None:
+            found = self._forms[codec] = codec.delivery(self.frame)
+        return found

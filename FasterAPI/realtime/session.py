@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..exceptions import HTTPException, WebSocketDisconnect, WebSocketRequestValidationError
-from ..pubsub.delivery import Delivery, Sink, SinkSettings
+from ..pubsub.delivery import Delivery, Sink, SinkSettings, Transform
 from ..pubsub.errors import BackendUnavailable, PayloadTooLarge, TooManyRooms
 from ..pubsub.history import Position
 from ..status import WS_1008_POLICY_VIOLATION
@@ -52,17 +52,20 @@ PING_TIMEOUT_CLOSE = 4000
 class RealtimeSink(Sink):
     """A realtime connection's sink in the hub (see the module docstring)."""
 
-    __slots__ = ("inner", "rooms")
+    __slots__ = ("inner", "rooms", "wrap")
 
-    def __init__(self, inner: Sink) -> None:
+    def __init__(self, inner: Sink, wrap: Transform = frames.wrap_message) -> None:
         self.inner = inner
+        #: The protocol form's transform (the same function for every connection of that form).
+        self.wrap = wrap
         #: The rooms whose broadcasts pass: joined, and not revoked.
         self.rooms: set[str] = set()
 
     def deliver(self, delivery: Delivery) -> None:
         # A direct send (send_to) has no room: it passes as a message of room "".
-        if delivery.room in self.rooms or not delivery.room:
-            self.inner.deliver(delivery.derived(frames.wrap_message))
+        room = delivery.room
+        if room in self.rooms or not room:
+            self.inner.deliver(delivery.derived(self.wrap))
 
     def close(self) -> None:
         self.inner.close()
@@ -96,6 +99,8 @@ class Session:
         self.ws = ws
         self.hub = endpoint.app.hub
         self.sink: RealtimeSink | None = None
+        #: The protocol form this connection speaks (chosen from its subprotocols at accept).
+        self.codec = frames.JSON
         self.state = SessionState.OPENING
         #: When the last frame arrived (time.monotonic()).
         self.last_seen = time.monotonic()
@@ -113,19 +118,20 @@ class Session:
         return self.ws.id
 
     def open_sink(self, settings: SinkSettings) -> Sink:
-        self.sink = RealtimeSink(self.ws.open_sink(settings))
+        self.sink = RealtimeSink(self.ws.open_sink(settings), self.codec.wrap)
         return self.sink
 
     # -- sending ----------------------------------------------------------------------------
 
     def send(self, frame: bytes) -> None:
-        """Queue one of this session's own frames, in order with its broadcasts."""
-        self.deliver(Delivery(frame, False))
-
-    def deliver(self, delivery: Delivery) -> None:
-        """Queue a frame shared by several sessions (a presence diff, a ping)."""
+        """Queue one of this session's own frames (built as JSON), in order with its broadcasts."""
         if self.sink is not None and self.state is SessionState.OPEN:
-            self.sink.inner.deliver(delivery)
+            self.sink.inner.deliver(self.codec.delivery(frame))
+
+    def deliver(self, shared: frames.SharedFrame) -> None:
+        """Queue a frame shared by several sessions (a presence diff, a ping, a reset)."""
+        if self.sink is not None and self.state is SessionState.OPEN:
+            self.sink.inner.deliver(shared.delivery(self.codec))
 
     # -- the connection's life --------------------------------------------------------------
 
@@ -136,7 +142,7 @@ class Session:
         await ws.receive()  # websocket.connect
         # Accepted here rather than with ws.accept(): the hub must know this session (whose
         # sink frames broadcasts), not the bare socket.
-        subprotocol = frames.SUBPROTOCOL if frames.SUBPROTOCOL in offered else None
+        self.codec, subprotocol = frames.choose_codec(offered)
         await ws.send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
         self.hub.add(self)
         self.state = SessionState.OPEN
@@ -194,16 +200,20 @@ class Session:
     # -- requests ---------------------------------------------------------------------------
 
     async def _serve(self, message: Mapping[str, Any]) -> None:
-        text = message.get("text")
-        if text is None:
-            self._bad_frame(None, ErrorCode.BAD_FRAME, "Binary frames are not read in JSON mode (fasterapi.v1)")
+        codec = self.codec
+        raw = message.get("bytes") if codec.binary else message.get("text")
+        if raw is None:
+            kind = "Text" if codec.binary else "Binary"
+            self._bad_frame(None, ErrorCode.BAD_FRAME, f"{kind} frames are not read in {codec.subprotocol}")
             return
         limit = self.hub.config.max_message_size
-        if len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
+        # A str of n characters is at most 4n bytes of UTF-8: encode only when that could matter.
+        size = len(raw) if codec.binary or len(raw) * 4 <= limit else len(raw.encode("utf-8", "surrogatepass"))
+        if size > limit:
             self._bad_frame(None, ErrorCode.TOO_LARGE, f"Frame over max_message_size ({limit} bytes)")
             return
         try:
-            request = frames.read_frame(text)
+            request = codec.read(raw)
         except BadFrame as problem:
             self._bad_frame(problem.request_id, problem.code, problem.reason)
             return

@@ -10,6 +10,7 @@ import msgspec
 
 from FasterAPI import Depends, Faster, HTTPException, WebSocket
 from FasterAPI.pubsub import History
+from FasterAPI.pubsub.history import Gap
 from FasterAPI.realtime import JoinDenied, PublishRefused
 
 app = Faster(history=History(size=500, ttl=120), max_message_size=4096, max_rooms_per_connection=3)
@@ -88,6 +89,17 @@ async def kick(connection_id: str, room: str, reason: str = "") -> None:
 @app.post("/revoke/{user}")
 async def revoke(user: str) -> None:
     REVOKED.add(user)
+
+
+@app.post("/send/{connection_id}")
+async def send(connection_id: str) -> None:
+    await app.send_to(connection_id, {"direct": True})
+
+
+@app.post("/gap/{room}")
+async def gap(room: str) -> None:
+    # What the hub's recovery reports when the history no longer holds what a worker missed.
+    app.hub._report_gap(Gap(room, 1, 1, False))
 
 
 @app.get("/presence/{room}")

@@ -29,3 +29,8 @@ async def join(n: int, payload: Ask) -> dict[str, Any]:
 @app.post("/kick/{connection_id}/{room}")
 async def kick(connection_id: str, room: str) -> None:
     await app.kick(connection_id, room, reason="revoked")
+
+
+@app.get("/presence/{room}")
+async def presence(room: str) -> dict[str, Any]:
+    return await app.presence(room)

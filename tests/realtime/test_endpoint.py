@@ -109,6 +109,32 @@ def test_a_room_without_presence_sends_no_diffs(server: RunningServer) -> None:
     run(main())
 
 
+def test_a_gap_the_hub_cannot_repair_resets_the_rooms_members(server: RunningServer) -> None:
+    async def main() -> None:
+        async with open_wire(server.ws_url, token="ann") as ann, open_wire(server.ws_url, token="bob") as bob:
+            await ann.join("feed:gap")
+            await bob.join("feed:other")
+            await asyncio.to_thread(post, server, "/gap/feed:gap")
+            assert await ann.expect(lambda f: f["op"] == "reset", "the reset") == {"op": "reset", "room": "feed:gap"}
+            await asyncio.to_thread(post, server, "/broadcast/feed:gap")  # the membership goes on
+            await ann.message("feed:gap")
+            await bob.send({"op": "ping"})
+            await bob.expect(lambda f: f["op"] == "pong", "pong")
+            assert [f for f in bob.seen if f["op"] == "reset"] == []
+
+    run(main())
+
+
+def test_a_direct_send_arrives_as_a_message_of_no_room(server: RunningServer) -> None:
+    async def main() -> None:
+        async with open_wire(server.ws_url, token="ann") as ann:
+            await asyncio.to_thread(post, server, f"/send/{ann.id}")
+            message = await ann.expect(lambda f: f["op"] == "message", "the direct send")
+            assert message == {"op": "message", "room": "", "offset": 0, "epoch": "", "data": {"direct": True}}
+
+    run(main())
+
+
 def test_a_closed_connection_leaves_its_rooms(server: RunningServer) -> None:
     async def main() -> None:
         async with open_wire(server.ws_url, token="fay") as fay:

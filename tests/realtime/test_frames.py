@@ -78,3 +78,39 @@ def test_kicks_round_trip_and_other_bytes_are_not_kicks() -> None:
     assert kick is not None and (kick.room, kick.reason) == ("r", "spam")
     assert frames.read_kick(b'{"op":"presence"}') is None
     assert frames.read_kick(b"\xff") is None
+
+
+def test_the_msgpack_form_wraps_and_converts_the_same_objects() -> None:
+    packed = frames.wrap_msgpack_message(Delivery(b'{"a":[1,2]}', False, 3, room="r", epoch="e", is_json=True))
+    assert packed.binary
+    assert msgspec.msgpack.decode(packed.payload) == {
+        "op": "message",
+        "room": "r",
+        "offset": 3,
+        "epoch": "e",
+        "data": {"a": [1, 2]},
+    }
+    assert (
+        msgspec.msgpack.decode(frames.wrap_msgpack_message(Delivery(b"\x00", True, room="r")).payload)["data"]
+        == b"\x00"
+    )
+    assert (
+        msgspec.msgpack.decode(frames.wrap_msgpack_message(Delivery(b"[1]", False, room="r")).payload)["data"] == "[1]"
+    )
+    shared = frames.SharedFrame(frames.reset("r"))
+    assert shared.delivery(frames.JSON) is shared.delivery(frames.JSON)
+    assert msgspec.msgpack.decode(shared.delivery(frames.MSGPACK).payload) == {"op": "reset", "room": "r"}
+    request = frames.read_msgpack_frame(
+        msgspec.msgpack.encode({"op": "publish", "id": 2, "room": "r", "data": b"\x01"})
+    )
+    assert isinstance(request, Publish) and request.data == b"\x01"
+
+
+def test_the_form_is_the_first_of_ours_the_client_offers() -> None:
+    assert frames.choose_codec(["x", "fasterapi.v1.msgpack", "fasterapi.v1"]) == (
+        frames.MSGPACK,
+        "fasterapi.v1.msgpack",
+    )
+    assert frames.choose_codec(["fasterapi.v1", "fasterapi.v1.msgpack"]) == (frames.JSON, "fasterapi.v1")
+    assert frames.choose_codec([]) == (frames.JSON, None)
+    assert frames.choose_codec(["graphql-ws"]) == (frames.JSON, None)

@@ -8,10 +8,13 @@ was in still delivers.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from FasterAPI.pubsub.delivery import Delivery, Sink
+from FasterAPI.realtime.session import RealtimeSink
 from tests.realtime.wire import Frame, Wire, open_wire, post
 from tests.servers import RunningServer
 
@@ -262,5 +265,95 @@ def test_rejoin_with_since_replays_what_was_missed(server: RunningServer) -> Non
             reply = await stale.reply(request_id)
             assert reply["op"] == "joined" and reply["recovered"] is False
         assert joined["op"] == "joined"
+
+    run(main())
+
+
+class Recording(Sink):
+    def __init__(self) -> None:
+        self.got: list[Delivery] = []
+
+    def deliver(self, delivery: Delivery) -> None:
+        self.got.append(delivery)
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    @property
+    def label(self) -> str:
+        return "recording"
+
+    def drop_oldest(self) -> None:
+        pass
+
+    def close_for_overflow(self) -> None:
+        pass
+
+
+def test_every_member_of_a_worker_shares_one_wrapped_delivery() -> None:
+    """Frame-once: the wrapped message is built once per broadcast, so the server frames it once."""
+    members = [RealtimeSink(Recording()) for _ in range(3)]
+    for sink in members[:2]:
+        sink.rooms.add("r")
+    broadcast = Delivery(b'{"a":1}', False, 5, room="r", epoch="e", is_json=True)
+    for sink in members:
+        sink.deliver(broadcast)
+    first, second, outsider = (sink.inner.got for sink in members)  # type: ignore[attr-defined]
+    assert len(first) == 1 and first[0] is second[0] and outsider == []
+    assert json.loads(first[0].payload) == {"op": "message", "room": "r", "offset": 5, "epoch": "e", "data": {"a": 1}}
+    members[0].rooms.discard("r")  # revoked: nothing more of the room passes
+    members[0].deliver(Delivery(b"2", False, 6, room="r", epoch="e", is_json=True))
+    assert len(first) == 1
+
+
+def test_the_msgpack_form_carries_the_same_objects_in_binary_frames(server: RunningServer) -> None:
+    import msgspec
+    from websockets.asyncio.client import connect
+
+    async def main() -> None:
+        url = server.ws_url + "/rt?token=mia"
+        async with (
+            connect(url, subprotocols=["fasterapi.v1.msgpack", "fasterapi.v1"]) as packed,  # type: ignore[list-item]
+            open_wire(server.ws_url, token="ann") as ann,
+        ):
+            assert packed.subprotocol == "fasterapi.v1.msgpack"
+
+            async def frame() -> Any:
+                raw = await asyncio.wait_for(packed.recv(), 20)
+                assert isinstance(raw, bytes)
+                return msgspec.msgpack.decode(raw)
+
+            async def until(op: str) -> Any:
+                while (found := await frame())["op"] != op:
+                    pass
+                return found
+
+            welcome = await frame()
+            assert welcome["op"] == "welcome" and welcome["version"] == 1
+            await ann.join("chat:packed", {"name": "ann"})
+            await packed.send(
+                msgspec.msgpack.encode({"op": "join", "id": 1, "room": "chat:packed", "payload": {"name": "Mia"}})
+            )
+            joined = await until("joined")
+            assert joined["id"] == 1 and set(joined["presence"]) == {ann.id, welcome["connection"]}
+            diff = await ann.expect(lambda f: f["op"] == "presence", "mia's arrival")  # JSON side of the same diff
+            assert diff["joins"] == {welcome["connection"]: {"name": "Mia", "user": "mia"}}
+            await asyncio.to_thread(post, server, "/broadcast/chat:packed")
+            message = await until("message")
+            assert message["room"] == "chat:packed" and message["data"] == {"n": 0} and message["offset"] >= 1
+            assert (await ann.message("chat:packed"))["offset"] == message["offset"]
+            await asyncio.to_thread(post, server, "/broadcast/chat:packed?binary=true")
+            assert (await until("message"))["data"] == b"\x00\x01"  # bytes stay bytes
+            await packed.send('{"op":"ping"}')  # a text frame in msgpack mode
+            refusal = await until("error")
+            assert refusal["code"] == "bad_frame" and refusal["id"] is None
+            await packed.send(b"\xc1")  # never valid msgpack
+            assert (await until("error"))["code"] == "bad_frame"
+            await packed.send(msgspec.msgpack.encode({"op": "ping"}))
+            assert await until("pong") == {"op": "pong"}
 
     run(main())

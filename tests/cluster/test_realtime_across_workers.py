@@ -1,4 +1,6 @@
-"""Guards across three gunicorn workers on a real redis-server: randomized joins, denials and
+"""The realtime endpoint across gunicorn workers on a real redis-server.
+
+Presence diffs and ``app.presence`` span the workers. Guards: randomized joins, denials and
 revocations while a Publisher broadcasts to every room; no message may reach a connection
 that is not admitted to its room at that moment.
 
@@ -83,6 +85,53 @@ class Member:
             self.pending_joins.setdefault(frame["room"], 0)
         await self.ws.send(json.dumps({**frame, "id": self._ids}))
         return await asyncio.wait_for(future, DEADLINE)
+
+
+def test_presence_spans_the_workers(redis_server: RedisServer) -> None:
+    env = {"FASTERAPI_BACKEND": redis_server.url}
+    with run_gunicorn("tests.apps.realtime_cluster_app:app", workers=2, env=env) as server:
+        asyncio.run(presence_across(server.ws_url + "/rt", server.base_url))
+
+
+async def presence_across(url: str, base_url: str) -> None:
+    sockets: list[tuple[ClientConnection, str]] = []
+    try:
+        # Workers share the listening socket: connect until two connections are on different ones.
+        deadline = time.monotonic() + DEADLINE
+        while len({connection.partition(".")[0] for _, connection in sockets}) < 2:
+            assert time.monotonic() < deadline, "every connection landed on one worker"
+            ws = await connect(url, open_timeout=DEADLINE, ping_interval=None)
+            sockets.append((ws, json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))["connection"]))
+        first = sockets[0]
+        second = next(pair for pair in sockets if pair[1].partition(".")[0] != first[1].partition(".")[0])
+
+        async def frame(ws: ClientConnection, op: str) -> dict[str, Any]:
+            while True:
+                found = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))
+                if found["op"] == op:
+                    return found
+
+        await first[0].send(json.dumps({"op": "join", "id": 1, "room": "r:1", "payload": {"allow": True}}))
+        assert (await frame(first[0], "joined"))["presence"] == {first[1]: {"n": 1}}
+        await second[0].send(json.dumps({"op": "join", "id": 1, "room": "r:1", "payload": {"allow": True}}))
+        joined = await frame(second[0], "joined")
+        assert joined["presence"] == {first[1]: {"n": 1}, second[1]: {"n": 1}}
+        diff = await frame(first[0], "presence")
+        assert diff == {"op": "presence", "room": "r:1", "joins": {second[1]: {"n": 1}}, "leaves": []}
+        for _ in range(4):  # whichever worker answers
+            everyone = await asyncio.to_thread(get_json, f"{base_url}/presence/r:1")
+            assert everyone == {first[1]: {"n": 1}, second[1]: {"n": 1}}
+        await second[0].close()
+        diff = await frame(first[0], "presence")
+        assert diff["leaves"] == [second[1]] and diff["joins"] == {}
+    finally:
+        for ws, _ in sockets:
+            await ws.close()
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=DEADLINE) as response:
+        return json.loads(response.read())
 
 
 def post(url: str) -> None:
