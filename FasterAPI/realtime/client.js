@@ -1,6 +1,6 @@
-// FasterAPI realtime client, protocol version 1 (docs/realtime-protocol.md), served by the app
-// at <path>/client.js: no dependency, no build step. Written to be read by authors of clients
-// in other languages: each rule of the protocol is in one place, and says so.
+// Realtime: FasterAPI's browser client, protocol version 1 (docs/realtime-protocol.md), served
+// by the app at <path>/client.js: no dependency, no build step. Written to be read by authors of
+// clients in other languages: each rule of the protocol is in one place, and says so.
 
 /** Reconnect backoff (ms): retry n waits a random time in [0, min(CAP, BASE * 2^n)). */
 export const BACKOFF_BASE = 500;
