@@ -86,9 +86,12 @@ class RealtimeSink(Sink):
 
 
 class SessionState(enum.Enum):
-    OPENING = "opening"
-    OPEN = "open"
-    CLOSED = "closed"
+    """Where a session stands: frames go out only while OPEN."""
+
+    OPENING = "opening"  #: before the accept
+    OPEN = "open"  #: serving frames
+    CLOSING = "closing"  #: the server is closing it (ping timeout, bad input); nothing more goes out
+    CLOSED = "closed"  #: out of every room, forgotten by the hub
 
 
 class Session:
@@ -110,6 +113,7 @@ class Session:
         #: Rooms declared with ``presence=False``: no diffs, no member list in ``joined``.
         self.quiet: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Task[None] | None = None
 
     # -- the hub's Member -------------------------------------------------------------------
 
@@ -159,6 +163,9 @@ class Session:
         except WebSocketDisconnect:
             pass
         finally:
+            if self._closing is not None:
+                # Closed by the server: its close (code and reason) goes out before the app's own.
+                await self._closing
             await self.end()
 
     async def end(self) -> None:
@@ -180,9 +187,10 @@ class Session:
         """Close the socket with ``code`` and end the session now (not when the peer answers)."""
         if self.state is not SessionState.OPEN:
             return
+        self.state = SessionState.CLOSING
         if self.sink is not None:
             self.sink.rooms.clear()
-        self._spawn(self._close(code, reason))
+        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
