@@ -274,11 +274,6 @@ class Realtime(_Emitter):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def drop_connection(self) -> None:
-        """Drop the current socket without a close handshake (as a dead network would); it reconnects."""
-        if self._ws is not None:
-            self._ws.transport.abort()
-
     # -- the connection loop ----------------------------------------------------------------
 
     def _start(self) -> None:
