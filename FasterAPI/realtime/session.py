@@ -107,6 +107,8 @@ class Session:
         self.state = SessionState.OPENING
         #: When the last frame arrived (time.monotonic()).
         self.last_seen = time.monotonic()
+        #: A request is being served (frames are not read meanwhile).
+        self.serving = False
         self._bad: collections.deque[float] = collections.deque()
         #: room -> the presence metadata (JSON) its guard gave this connection.
         self.metadata: dict[str, bytes] = {}
@@ -158,8 +160,12 @@ class Session:
                 if message["type"] != "websocket.receive":
                     break
                 self.last_seen = time.monotonic()
-                await self._serve(message)
-                self.last_seen = time.monotonic()  # a slow guard is not the client's silence
+                self.serving = True
+                try:
+                    await self._serve(message)
+                finally:
+                    self.serving = False
+                self.last_seen = time.monotonic()
         except WebSocketDisconnect:
             pass
         finally:
@@ -198,7 +204,9 @@ class Session:
         await self.end()
 
     def timed_out(self, now: float) -> bool:
-        return now - self.last_seen > 2 * self.endpoint.ping_interval
+        """Nothing came for two ping intervals (time in a slow guard is not the client's silence:
+        frames are not read meanwhile)."""
+        return not self.serving and now - self.last_seen > 2 * self.endpoint.ping_interval
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
