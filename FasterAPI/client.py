@@ -35,7 +35,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-__all__ = ["ConnectionState", "JoinResult", "Position", "Realtime", "RealtimeError", "Room"]
+__all__ = ["ConnectionState", "JoinResult", "Position", "Realtime", "RealtimeError", "Room", "full_jitter"]
 
 logger = logging.getLogger("fasterapi.client")
 
@@ -75,6 +75,11 @@ class RealtimeError(Exception):
 
 
 Callback = Callable[..., Any]
+
+
+def full_jitter(attempt: int, base: float, cap: float) -> float:
+    """The wait before reconnect ``attempt`` (0, 1, ...): uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
 
 
 class _Emitter:
@@ -274,11 +279,6 @@ class Realtime(_Emitter):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def drop_connection(self) -> None:
-        """Drop the current socket without a close handshake (as a dead network would); it reconnects."""
-        if self._ws is not None:
-            self._ws.transport.abort()
-
     # -- the connection loop ----------------------------------------------------------------
 
     def _start(self) -> None:
@@ -329,7 +329,7 @@ class Realtime(_Emitter):
             self._set_state(ConnectionState.DISCONNECTED)
             if time.monotonic() - started >= self.stable_after:
                 attempt = 0
-            delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+            delay = full_jitter(attempt, self.backoff_base, self.backoff_cap)
             attempt += 1
             await asyncio.sleep(delay)
 

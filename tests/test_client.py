@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from FasterAPI.client import ConnectionState, Position, Realtime, RealtimeError
+from FasterAPI.client import ConnectionState, Position, Realtime, RealtimeError, full_jitter
 from tests.realtime.wire import get, post
 from tests.servers import RunningServer, run_uvicorn
 
@@ -222,3 +222,13 @@ def test_a_closed_client_does_not_reconnect(server: RunningServer) -> None:
         assert await asyncio.to_thread(get, server, "/presence/chat:x") == {}
 
     run(main())
+
+
+def test_reconnect_waits_are_full_jitter_doubling_to_the_cap() -> None:
+    import random
+
+    random.seed(7)
+    for attempt, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (5, 16.0), (6, 20.0), (50, 20.0)]:
+        waits = [full_jitter(attempt, 0.5, 20.0) for _ in range(400)]
+        assert all(0 <= wait <= ceiling for wait in waits)
+        assert max(waits) > 0.9 * ceiling and min(waits) < 0.1 * ceiling  # spread over the whole range

@@ -86,9 +86,12 @@ class RealtimeSink(Sink):
 
 
 class SessionState(enum.Enum):
-    OPENING = "opening"
-    OPEN = "open"
-    CLOSED = "closed"
+    """Where a session stands: frames go out only while OPEN."""
+
+    OPENING = "opening"  #: before the accept
+    OPEN = "open"  #: serving frames
+    CLOSING = "closing"  #: the server is closing it (ping timeout, bad input); nothing more goes out
+    CLOSED = "closed"  #: out of every room, forgotten by the hub
 
 
 class Session:
@@ -104,12 +107,15 @@ class Session:
         self.state = SessionState.OPENING
         #: When the last frame arrived (time.monotonic()).
         self.last_seen = time.monotonic()
+        #: A request is being served (frames are not read meanwhile).
+        self.serving = False
         self._bad: collections.deque[float] = collections.deque()
         #: room -> the presence metadata (JSON) its guard gave this connection.
         self.metadata: dict[str, bytes] = {}
         #: Rooms declared with ``presence=False``: no diffs, no member list in ``joined``.
         self.quiet: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Task[None] | None = None
 
     # -- the hub's Member -------------------------------------------------------------------
 
@@ -154,11 +160,18 @@ class Session:
                 if message["type"] != "websocket.receive":
                     break
                 self.last_seen = time.monotonic()
-                await self._serve(message)
-                self.last_seen = time.monotonic()  # a slow guard is not the client's silence
+                self.serving = True
+                try:
+                    await self._serve(message)
+                finally:
+                    self.serving = False
+                self.last_seen = time.monotonic()
         except WebSocketDisconnect:
             pass
         finally:
+            if self._closing is not None:
+                # Closed by the server: its close (code and reason) goes out before the app's own.
+                await self._closing
             await self.end()
 
     async def end(self) -> None:
@@ -180,9 +193,10 @@ class Session:
         """Close the socket with ``code`` and end the session now (not when the peer answers)."""
         if self.state is not SessionState.OPEN:
             return
+        self.state = SessionState.CLOSING
         if self.sink is not None:
             self.sink.rooms.clear()
-        self._spawn(self._close(code, reason))
+        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
@@ -190,7 +204,9 @@ class Session:
         await self.end()
 
     def timed_out(self, now: float) -> bool:
-        return now - self.last_seen > 2 * self.endpoint.ping_interval
+        """Nothing came for two ping intervals (time in a slow guard is not the client's silence:
+        frames are not read meanwhile)."""
+        return not self.serving and now - self.last_seen > 2 * self.endpoint.ping_interval
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

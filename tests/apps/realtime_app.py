@@ -4,6 +4,7 @@ HTTP helpers drive what a test cannot do over the socket: broadcast, kick, read 
 The backend comes from ``FASTERAPI_BACKEND`` (memory by default); history is on.
 """
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -62,6 +63,11 @@ def join_feed(name: str) -> dict[str, str]:  # a sync guard runs in a thread
 @rt.room("live:{name}", presence=False)
 async def join_live(name: str, user: str = Depends(current_user)) -> dict[str, str]:
     return {"user": user}
+
+
+@rt.room("slow:{seconds}")
+async def join_slow(seconds: float) -> None:
+    await asyncio.sleep(seconds)
 
 
 REVOKED: set[str] = set()

@@ -164,3 +164,15 @@ def test_the_server_pings_and_closes_a_silent_link_with_4000(fast_pings: Running
             assert wire.ws.close_code == 4000 and wire.ws.close_reason == "ping timeout"
 
     run(main())
+
+
+def test_a_slow_guard_is_not_taken_for_a_silent_client(fast_pings: RunningServer) -> None:
+    async def main() -> None:
+        async with open_wire(fast_pings.ws_url, token="ann") as wire:
+            joined = await wire.join("slow:2.5")  # five ping intervals in the guard
+            assert joined["op"] == "joined"
+            await wire.send({"op": "ping"})
+            await wire.expect(lambda f: f["op"] == "pong", "pong: still open")
+            assert wire.ws.close_code is None
+
+    run(main())
