@@ -27,6 +27,8 @@ from .exceptions import (
 from .pubsub.envelope import Identified
 from .pubsub.history import History, Position
 from .pubsub.hub import Hub
+from .realtime import Realtime
+from .realtime import frames as realtime_frames
 from .requests import Request
 from .responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from .routing import APIRouter, BaseRoute, Handler, Router, WebSocketRoute
@@ -155,6 +157,27 @@ class Faster(APIRouter):
         ``data`` is as it was sent: str, bytes, or the JSON value. Needs history on for the room.
         """
         return await self.hub.room_history(room, since, limit)
+
+    async def presence(self, room: str) -> dict[str, Any]:
+        """``{connection id: metadata}`` of ``room`` across the cluster.
+
+        The metadata is what the room's realtime guard returned for that connection (None for
+        a member joined without one, e.g. by ``ws.join``).
+        """
+        return await self.hub.presence_of(room)
+
+    async def kick(self, connection_id: str, room: str, reason: str = "") -> None:
+        """Take a realtime connection out of ``room``, on whichever worker holds it.
+
+        It receives no more of the room from then on, then ``left`` with ``reason``; the
+        client does not rejoin by itself.
+        """
+        await self.hub.send_control(realtime_frames.kick(room, reason), target=connection_id)
+
+    def realtime(self, path: str, *, ping_interval: float = 10.0) -> Realtime:
+        """A realtime endpoint at ``path`` (one WebSocket for every room) and its browser client
+        at ``path + "/client.js"``; declare its rooms with ``@rt.room(pattern)``."""
+        return Realtime(self, path, ping_interval=ping_interval)
 
     def on_room_gap(self, func: Handler) -> Handler:
         """Call ``func(room, gap)`` (sync or async) when messages of a room could not be recovered.

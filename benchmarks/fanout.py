@@ -13,6 +13,7 @@ Stacks (``benchmarks/stacks/``), all with uvicorn's settings from ``uvicorn_work
 fasterapi              FasterAPI, Redis backend, ``FasterAPI.server.worker.FasterWorker``  ours
                        (frame-once writes)
 fasterapi-history      the fasterapi row with room history on (size 1000, ttl 300 s)   ours
+fasterapi-realtime     the fasterapi row through ``app.realtime`` (protocol frames)    ours
 fasterapi-asgi         the same app under ``uvicorn_worker.UvicornWorker`` (ASGI path)  ours
 fastapi-broadcaster    FastAPI + encode/broadcaster, a subscriber task per socket     peer
 litestar-channels      Litestar ChannelsPlugin, Redis pub/sub backend                 peer
@@ -138,6 +139,14 @@ STACKS: dict[str, Stack] = {
             "ours",
             description="the fasterapi row with room history on (History(size=1000, ttl=300))",
             env=(("FASTERAPI_HISTORY_SIZE", "1000"), ("FASTERAPI_HISTORY_TTL", "300")),
+        ),
+        Stack(
+            "fasterapi-realtime",
+            "benchmarks.stacks.fasterapi_realtime_app:app",
+            "FasterAPI.server.worker.FasterWorker",
+            "ours",
+            protocol="realtime",
+            description="the fasterapi row through app.realtime (join frames in, message frames out)",
         ),
         Stack(
             "fasterapi-asgi",

@@ -74,7 +74,18 @@ class Msg(msgspec.Struct):
     ts: float
 
 
+class RealtimeMessage(msgspec.Struct):
+    """A realtime ``message`` frame (its other fields are skipped)."""
+
+    data: Msg
+
+
 _decode_plain = msgspec.json.Decoder(Msg).decode
+_decode_realtime = msgspec.json.Decoder(RealtimeMessage).decode
+REALTIME_MESSAGE = b'{"op":"message"'
+REALTIME_JOIN = b'{"op":"join","id":1,"room":"bench"}'
+REALTIME_PING = b'{"op":"ping"}'
+REALTIME_PONG = b'{"op":"pong"}'
 _decode_event = msgspec.json.Decoder(tuple[str, Msg]).decode
 
 
@@ -122,6 +133,7 @@ class Client:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.socketio = args.protocol == "socketio"
+        self.realtime = args.protocol == "realtime"
         self.window = Window()
         self.receivers: list[Receiver] = []
         self.publisher: Publisher | None = None
@@ -440,6 +452,11 @@ class Receiver(Endpoint):
         self.probed = False
         self.tracker = False
 
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        super().on_ws_connected(transport)
+        if self.client.realtime:
+            transport.send(TEXT, REALTIME_JOIN)  # the probe's first message shows it is in
+
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         super().on_ws_disconnected(transport)
         self.client.receiver_lost(self)
@@ -450,6 +467,13 @@ class Receiver(Endpoint):
             if self.control(transport, frame):
                 return
             msg = _decode_event(frame.get_payload_as_memoryview()[2:])[1]
+        elif self.client.realtime:
+            data = frame.get_payload_as_bytes()
+            if not data.startswith(REALTIME_MESSAGE):
+                if data == REALTIME_PING:  # the endpoint closes links that stay silent
+                    transport.send(TEXT, REALTIME_PONG)
+                return
+            msg = _decode_realtime(data).data
         else:
             msg = _decode_plain(frame.get_payload_as_memoryview())
         seq = msg.seq
@@ -572,7 +596,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--base-url", required=True, help="ws://host:port")
     parser.add_argument("--recv-path", required=True, help="the receivers' path (with query)")
     parser.add_argument("--pub-path", default="/pub", help="the publisher's path (with query)")
-    parser.add_argument("--protocol", choices=["plain", "socketio"], default="plain")
+    parser.add_argument("--protocol", choices=["plain", "socketio", "realtime"], default="plain")
     parser.add_argument("--receivers", type=int, required=True)
     parser.add_argument("--publisher", action="store_true", help="this process also hosts the publisher")
     parser.add_argument("--mode", choices=["saturate", "rate", "idle"], required=True)

@@ -1,8 +1,11 @@
-"""The demo hub: chat rooms with live presence, across workers and hosts.
+"""The demo hub: chat rooms with live presence, across workers and hosts, that survive a bad network.
 
 Open ``/`` in two browsers, pick the same room and two names, and talk. Each message shows
 which server process delivered it to *you* (pid and hostname): with several workers behind
 nginx the two browsers are usually served by different ones, and the messages still arrive.
+The page uses the realtime endpoint ``/rt`` and its browser client (``/rt/client.js``): cut
+the network or restart a worker and it reconnects, resumes from the last message it saw
+(room history), and counts the reconnects and resumed joins.
 
 One process, memory backend::
 
@@ -12,11 +15,14 @@ Two workers sharing Redis (or the whole stack: ``docker compose up``, see docs/d
 
     fasterapi run examples.demo_hub:app --workers 2 --backend redis://localhost:6379/0
 
-WebSocket protocol on ``/ws/{room}?name=...``: the server sends a ``hello`` with its own pid
-and host first, then ``presence`` events (with the cluster-wide member count) and
-``message`` events; the client sends plain text frames, each one a message to the room.
-HTTP: ``POST /rooms/{room}/messages`` (``{"text": ..., "name": ...}``), ``GET /rooms/{room}``
-(member count), ``GET /healthz``, ``GET /metrics``.
+Realtime endpoint ``/rt?name=...`` (docs/realtime-protocol.md): any room whose name has no
+``:`` may be joined (its presence metadata: the name, and the pid and host of the worker
+serving it) and published to (``{"text": ...}``, broadcast as a ``message`` event).
+A plain WebSocket for scripts, ``/ws/{room}?name=...``, reaches the same rooms: the server
+sends a ``hello`` with its own pid and host first, then ``presence`` events (with the
+cluster-wide member count) and ``message`` events; the client sends plain text frames, each
+one a message to the room. HTTP: ``POST /rooms/{room}/messages`` (``{"text": ..., "name":
+...}``), ``GET /rooms/{room}`` (member count), ``GET /healthz``, ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -31,16 +37,20 @@ import msgspec
 
 from FasterAPI import Faster, HTMLResponse, HTTPException, JSONResponse, WebSocket, WebSocketDisconnect
 from FasterAPI.metrics import install_metrics
-from FasterAPI.pubsub import BackendUnavailable, InvalidRoomName, PayloadTooLarge
+from FasterAPI.pubsub import BackendUnavailable, History, InvalidRoomName, PayloadTooLarge
 from FasterAPI.pubsub.envelope import validate_room
+from FasterAPI.realtime import PublishRefused
 
 MAX_TEXT = 2000
 MAX_NAME = 40
 INDEX_HTML = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 HOSTNAME = socket.gethostname()
 
-app = Faster()  # backend: FASTERAPI_BACKEND, else memory:// (one process)
+# Backend: FASTERAPI_BACKEND, else memory:// (one process). History lets a page that
+# reconnects get what it missed meanwhile.
+app = Faster(history=History(size=500, ttl=600))
 install_metrics(app)
+rt = app.realtime("/rt", ping_interval=10.0)
 
 
 def identity() -> dict[str, Any]:
@@ -72,6 +82,27 @@ def clean_name(name: str) -> str:
 @app.get("/", response_class=HTMLResponse)
 async def index() -> str:
     return INDEX_HTML
+
+
+class ChatMessage(msgspec.Struct, forbid_unknown_fields=True):
+    """What a page publishes to a room."""
+
+    text: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+
+
+@rt.room("{room}")
+async def join_room(room: str, name: str = "anonymous") -> dict[str, Any]:
+    """Anyone may join. The metadata tells the others who, and tells the page its own worker."""
+    return {"name": clean_name(name), **identity()}
+
+
+@rt.on_publish("{room}")
+async def chat_message(room: str, message: ChatMessage, name: str = "anonymous") -> dict[str, Any]:
+    """A member's message, as the room receives it (the name is the connection's, not the client's say)."""
+    text = message.text.strip()
+    if not text:
+        raise PublishRefused("An empty message")
+    return {"type": "message", "name": clean_name(name), "text": text, "sender": identity(), "ts": time.time()}
 
 
 @app.websocket("/ws/{room}")

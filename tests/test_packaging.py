@@ -136,6 +136,15 @@ def test_the_wheel_installs_and_reports_its_version(installed: Path) -> None:
     assert result.stdout.strip() == VERSION
 
 
+def test_the_wheel_holds_the_realtime_browser_client(installed: Path) -> None:
+    code = (
+        "from importlib import resources\n"
+        "print(resources.files('FasterAPI.realtime').joinpath('client.js').read_text()[:200])"
+    )
+    result = run([str(installed / "bin" / "python"), "-c", code], cwd=installed)
+    assert "Realtime" in result.stdout
+
+
 def test_fasterapi_run_from_the_wheel_serves_a_websocket_round_trip(installed: Path) -> None:
     with fasterapi_run(installed) as (server, log_path):
 

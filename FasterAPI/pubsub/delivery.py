@@ -27,7 +27,7 @@ from ..types import Message
 if TYPE_CHECKING:
     from .hub import HubStats
 
-__all__ = ["SINK_EXTENSION", "Delivery", "Encoder", "ServerSink", "Sink", "SinkSettings"]
+__all__ = ["SINK_EXTENSION", "Delivery", "Encoder", "ServerSink", "Sink", "SinkSettings", "Transform"]
 
 logger = logging.getLogger("fasterapi.hub")
 
@@ -37,23 +37,77 @@ SINK_EXTENSION = "fasterapi.sink"
 #: Builds one encoded form of a payload: ``encoder(payload, binary) -> bytes``. A sink passes
 #: the same encoder object for every delivery, so the form is built once and shared.
 Encoder = Callable[[bytes, bool], bytes]
+#: Builds another delivery from one (a protocol's own framing of it): see :meth:`Delivery.derived`.
+Transform = Callable[["Delivery"], "Delivery"]
 
 
 class Delivery:
     """One broadcast (its payload, whether it is binary, its offset in the room's history or 0),
-    each encoded form built at most once."""
+    each encoded form built at most once.
 
-    __slots__ = ("_encoder", "_form", "_message", "_others", "binary", "offset", "payload")
+    ``room`` and ``epoch`` say where it belongs ("" for a direct send, or a room without
+    history); ``is_json``: the text payload is a JSON-encoded value (not a ``str`` that was
+    sent). A protocol that wraps broadcasts in a frame of its own asks for :meth:`derived`,
+    which every member of the worker then shares, as they share :meth:`encoded`.
+    """
 
-    def __init__(self, payload: bytes, binary: bool, offset: int = 0) -> None:
+    __slots__ = (
+        "_derived",
+        "_derived_others",
+        "_encoder",
+        "_form",
+        "_message",
+        "_others",
+        "_transform",
+        "binary",
+        "epoch",
+        "is_json",
+        "offset",
+        "payload",
+        "room",
+    )
+
+    def __init__(
+        self,
+        payload: bytes,
+        binary: bool,
+        offset: int = 0,
+        *,
+        room: str = "",
+        epoch: str = "",
+        is_json: bool = False,
+    ) -> None:
         self.payload = payload
         self.binary = binary
         self.offset = offset
+        self.room = room
+        self.epoch = epoch
+        self.is_json = is_json
         self._message: Message | None = None
         # Most members use one form (the plain frame): it gets slots of its own, others a dict.
         self._encoder: Encoder | None = None
         self._form = b""
         self._others: dict[Encoder, bytes] | None = None
+        # Likewise derived deliveries: one transform in slots (the realtime endpoint's), more in a dict.
+        self._transform: Transform | None = None
+        self._derived: Delivery | None = None
+        self._derived_others: dict[Transform, Delivery] | None = None
+
+    def derived(self, transform: Transform) -> Delivery:
+        """``transform(self)``, computed on the first call with that transform only."""
+        if transform is self._transform:
+            return self._derived  # type: ignore[return-value]
+        if self._transform is None:
+            self._transform = transform
+            made = self._derived = transform(self)
+            return made
+        others = self._derived_others
+        if others is None:
+            others = self._derived_others = {}
+        found = others.get(transform)
+        if found is None:
+            found = others[transform] = transform(self)
+        return found
 
     @property
     def message(self) -> Message:

@@ -21,6 +21,7 @@ from .errors import InvalidEnvelope, InvalidRoomName, PayloadTooLarge
 __all__ = [
     "ENVELOPE_OVERHEAD",
     "KIND_BINARY",
+    "KIND_CONTROL",
     "KIND_PING",
     "KIND_TEXT",
     "MAX_ROOM_NAME_BYTES",
@@ -45,6 +46,9 @@ VERSION = 1
 KIND_TEXT = 0
 KIND_BINARY = 1
 KIND_PING = 2  #: a worker's end-to-end self-check; never delivered to sockets
+#: A message for the hub's control handlers (``Hub.control_handlers``), never handed to a sink as
+#: is: e.g. a presence diff of a room, or a kick for one connection. Never kept in history.
+KIND_CONTROL = 3
 
 MAX_ROOM_NAME_BYTES = 200
 #: Bytes an envelope may carry besides its payload (room, ids, signature, position), at most.
@@ -145,6 +149,7 @@ def prepare(
     origin: str,
     max_size: int,
     secret: bytes = b"",
+    control: bool = False,
 ) -> tuple[str, bytes]:
     """Check the address, encode ``data`` once, enforce ``max_size`` and wrap it in an envelope.
 
@@ -163,11 +168,13 @@ def prepare(
         channel = worker_channel(worker_of(target))  # type: ignore[arg-type]
     exclude_id = exclude if exclude is None or isinstance(exclude, str) else exclude.id
     kind, payload = encode_payload(data)
+    if control:
+        if kind != KIND_BINARY:
+            raise TypeError("A control message is bytes")
+        kind = KIND_CONTROL
     if len(payload) > max_size:
-        raise PayloadTooLarge(
-            f"Payload of {len(payload)} bytes is over max_message_size ({max_size} bytes); not sent"
-        )
-    is_json = not isinstance(data, str | bytes | bytearray | memoryview)
+        raise PayloadTooLarge(f"Payload of {len(payload)} bytes is over max_message_size ({max_size} bytes); not sent")
+    is_json = not control and not isinstance(data, str | bytes | bytearray | memoryview)
     envelope = Envelope(VERSION, kind, payload, room or "", target or "", exclude_id or "", origin, is_json)
     return channel, _encoder.encode(sign(envelope, secret) if secret else envelope)
 
@@ -223,7 +230,7 @@ def decode(data: bytes) -> Envelope:
         raise InvalidEnvelope(f"Undecodable envelope ({len(data)} bytes): {error}") from None
     if envelope.v != VERSION:
         raise InvalidEnvelope(f"Envelope version {envelope.v} is not supported (this worker speaks {VERSION})")
-    if envelope.kind not in (KIND_TEXT, KIND_BINARY, KIND_PING):
+    if envelope.kind not in (KIND_TEXT, KIND_BINARY, KIND_PING, KIND_CONTROL):
         raise InvalidEnvelope(f"Unknown envelope kind {envelope.kind}")
     if envelope.kind == KIND_TEXT:
         try:

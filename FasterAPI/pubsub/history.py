@@ -249,7 +249,14 @@ class Joiner(Sink):
 
 def delivery_of(envelope: Envelope) -> Delivery:
     """The delivery of a (decoded) broadcast envelope."""
-    return Delivery(envelope.payload, envelope.kind != KIND_TEXT, envelope.offset)
+    return Delivery(
+        envelope.payload,
+        envelope.kind != KIND_TEXT,
+        envelope.offset,
+        room=envelope.room,
+        epoch=envelope.epoch,
+        is_json=envelope.is_json,
+    )
 
 
 def covers(since: Position, found: HistoryRange, entries: list[Envelope]) -> bool:

@@ -31,14 +31,16 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from ..config import HubConfig
 from .backends import backend_from_url
 from .backends.base import Backend, PresenceStore, describe_error, wall_clock
 from .delivery import Delivery, Sink, SinkSettings
 from .envelope import (
     ENVELOPE_OVERHEAD,
+    KIND_CONTROL,
     KIND_PING,
-    KIND_TEXT,
     VERSION,
     Envelope,
     Identified,
@@ -52,7 +54,7 @@ from .envelope import (
     worker_channel,
 )
 from .errors import BackendUnavailable, InvalidEnvelope, TooManyRooms
-from .history import Gap, History, Joiner, JoinResult, Position, RetentionPolicy
+from .history import Gap, History, Joiner, JoinResult, Position, RetentionPolicy, delivery_of
 from .recovery import Recovery
 
 __all__ = ["Hub", "HubStats", "Member"]
@@ -60,6 +62,8 @@ __all__ = ["Hub", "HubStats", "Member"]
 logger = logging.getLogger("fasterapi.hub")
 
 ReconnectHook = Callable[[], Any]
+#: ``handler(envelope)``: a control message (``KIND_CONTROL``) for a room or connection here.
+ControlHandler = Callable[[Envelope], None]
 #: ``hook(room, gap)``, sync or async: messages of a room could not be recovered.
 GapHook = Callable[[str, Gap], Any]
 
@@ -125,6 +129,11 @@ class Hub:
         if self.history is not None and not self.backend.keeps_history:
             raise TypeError(f"{type(self.backend).__name__} keeps no room history: history= needs another backend")
         self.gap_hooks: list[GapHook] = []
+        #: Called (on the event loop, must not block) with every control message this worker
+        #: receives: on a room's channel when it has local members, or addressed to a local connection.
+        self.control_handlers: list[ControlHandler] = []
+        #: room -> {connection id: presence metadata (JSON)}, for local members that have some.
+        self._metadata: dict[str, dict[str, bytes]] = {}
         self._worker_id = secrets.token_hex(6)
         self._worker_pid = os.getpid()
         self.stats = HubStats()
@@ -243,12 +252,16 @@ class Hub:
         record = self.connections.get(connection_id)
         return () if record is None else record.rooms
 
-    async def join(self, member: Member, room: str, since: Position | None = None) -> JoinResult:
+    async def join(
+        self, member: Member, room: str, since: Position | None = None, *, metadata: bytes | None = None
+    ) -> JoinResult:
         """Put ``member`` in ``room``; returns once broadcasts to it reach the member.
 
         With room history and ``since`` (the last position the client saw), every message after
         it is delivered first, in order and once, if the history still holds them all
-        (``recovered``). ``position`` is the room's top (None without history).
+        (``recovered``). ``position`` is the room's top (None without history). ``metadata``
+        (JSON bytes) is the member's presence metadata in the room (:meth:`presence_of`); a
+        member already in the room only has its metadata replaced.
         """
         validate_room(room)
         if since is not None and not isinstance(since, Position):
@@ -258,6 +271,9 @@ class Hub:
         self.add(member)
         record = self.connections[connection_id]
         if room in record.rooms:
+            if metadata is not None:
+                self._metadata.setdefault(room, {})[connection_id] = metadata
+                await self._presence_call(self.presence.add(room, [connection_id], {connection_id: metadata}))
             return JoinResult(False, self.recovery.position(room))
         if len(record.rooms) >= self.config.max_rooms_per_connection:
             raise TooManyRooms(
@@ -298,7 +314,11 @@ class Hub:
                 del self.rooms[room]
                 self.recovery.close(room)
             raise
-        await self._presence_call(self.presence.add(room, [connection_id]))
+        if metadata is None:
+            await self._presence_call(self.presence.add(room, [connection_id]))
+        else:
+            self._metadata.setdefault(room, {})[connection_id] = metadata
+            await self._presence_call(self.presence.add(room, [connection_id], {connection_id: metadata}))
         return result
 
     async def leave(self, connection_id: str, room: str) -> None:
@@ -327,6 +347,11 @@ class Hub:
             await self._presence_call(self.presence.remove_everywhere(connection_id, rooms))
 
     async def _forget(self, connection_id: str, room: str, *, presence: bool = True) -> None:
+        described = self._metadata.get(room)
+        if described is not None:
+            described.pop(connection_id, None)
+            if not described:
+                del self._metadata[room]
         members = self.rooms.get(room)
         if members is not None:
             members.pop(connection_id, None)
@@ -361,6 +386,18 @@ class Hub:
         position = await self.backend.publish(channel, message, self._retention(room))
         self.stats.published += 1
         return position
+
+    async def send_control(
+        self, payload: bytes, *, room: str | None = None, target: str | None = None, exclude: str = ""
+    ) -> None:
+        """Publish a control message (see :data:`~FasterAPI.pubsub.envelope.KIND_CONTROL`) to the
+        workers with local members of ``room``, or to the worker holding connection ``target``."""
+        channel, message = prepare(
+            payload, room=room, target=target, exclude=exclude or None, origin=self.worker_id,
+            max_size=self.config.max_message_size, secret=self._signing_secret, control=True,
+        )  # fmt: skip
+        await self.ensure_started()
+        await self.backend.publish(channel, message)
 
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Publish ``data`` to one connection, on whichever worker holds it."""
@@ -414,6 +451,13 @@ class Hub:
         await self.ensure_started()
         return await self.presence.members(room)
 
+    async def presence_of(self, room: str) -> dict[str, Any]:
+        """``{connection id: metadata}`` of ``room`` across the cluster (None: a member without any)."""
+        validate_room(room)
+        await self.ensure_started()
+        described = await self.presence.described(room)
+        return {member: _metadata_value(raw) for member, raw in described.items()}
+
     async def _keep_presence(self) -> None:
         interval = self.config.presence_ttl / 3
         while self._started:
@@ -435,7 +479,7 @@ class Hub:
             if not members:
                 continue
             try:
-                await self.presence.add(room, list(members))
+                await self.presence.add(room, list(members), self._metadata.get(room))
             except BackendUnavailable:
                 raise
             except Exception:
@@ -529,15 +573,23 @@ class Hub:
             if future is not None and not future.done():
                 future.set_result(None)
             return
+        if envelope.kind == KIND_CONTROL:
+            for handler in list(self.control_handlers):
+                try:
+                    handler(envelope)
+                except Exception:
+                    self.stats.listener_errors += 1
+                    logger.exception("Control handler %r failed", handler)
+            return
         if envelope.target:
             record = self.connections.get(envelope.target)
             if record is not None:
-                record.sink.deliver(Delivery(envelope.payload, envelope.kind != KIND_TEXT))
+                record.sink.deliver(delivery_of(envelope))
             return
         if envelope.offset:
             self.recovery.receive(envelope)  # kept in the room's history: in order, once
             return
-        self._fan_out(envelope.room, Delivery(envelope.payload, envelope.kind != KIND_TEXT), envelope.exclude)
+        self._fan_out(envelope.room, delivery_of(envelope), envelope.exclude)
 
     def _fan_out(self, room: str, delivery: Delivery, exclude: str) -> None:
         """Hand one broadcast to every local member of ``room`` but ``exclude``."""
@@ -586,3 +638,13 @@ class Hub:
         await self.check_relay()
         for hook in list(self.reconnect_hooks):
             await self._run_hook(hook)
+
+
+def _metadata_value(raw: bytes) -> Any:
+    """A member's stored presence metadata as a value (None when it has none or it is unreadable)."""
+    if not raw:
+        return None
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None

@@ -401,6 +401,34 @@ def test_presence_add_members_count_remove(make_backend: BackendFactory) -> None
     run(main())
 
 
+def test_presence_keeps_each_members_metadata(make_backend: BackendFactory) -> None:
+    async def main() -> None:
+        async with started(make_backend(), RecordingListener()) as backend:
+            store = presence(backend)
+            await store.heartbeat("w1", 30)
+            assert await store.described("lobby") == {}
+            await store.add("lobby", ["w1.1", "w1.2"], {"w1.1": b'{"name":"ann"}'})
+            await store.add("lobby", ["w1.3"])
+            assert await store.described("lobby") == {"w1.1": b'{"name":"ann"}', "w1.2": b"", "w1.3": b""}
+            # Metadata of a member not being added is ignored; a re-add without metadata keeps it.
+            await store.add("lobby", ["w1.2"], {"w1.2": b"[2]", "w1.404": b"x"})
+            await store.add("lobby", ["w1.1"])
+            assert await store.described("lobby") == {"w1.1": b'{"name":"ann"}', "w1.2": b"[2]", "w1.3": b""}
+            await store.add("lobby", ["w1.1"], {"w1.1": b'{"name":"bob"}'})  # replaced
+            await store.remove("lobby", ["w1.2"])
+            await store.remove_everywhere("w1.3", ["lobby"])
+            assert await store.described("lobby") == {"w1.1": b'{"name":"bob"}'}
+            assert sorted(await store.members("lobby")) == ["w1.1"]
+            # Leaving forgets the metadata: joining again starts without it.
+            await store.remove("lobby", ["w1.1"])
+            await store.add("lobby", ["w1.1"])
+            assert await store.described("lobby") == {"w1.1": b""}
+            await store.add("other", ["dead.1"], {"dead.1": b"1"})  # its worker never beat
+            assert await store.described("other") == {}
+
+    run(main())
+
+
 def test_presence_counts_members_only_while_their_worker_beats(make_backend: BackendFactory) -> None:
     async def main() -> None:
         listener = RecordingListener()
@@ -523,8 +551,9 @@ def test_presence_is_shared_between_workers(make_shared_backend: BackendFactory)
             await presence(a).heartbeat("a", 30)
             await presence(b).heartbeat("b", 30)
             await presence(a).add("lobby", ["a.1"])
-            await presence(b).add("lobby", ["b.1"])
+            await presence(b).add("lobby", ["b.1"], {"b.1": b'{"from":"b"}'})
             assert sorted(await presence(a).members("lobby")) == ["a.1", "b.1"]
+            assert await presence(a).described("lobby") == {"a.1": b"", "b.1": b'{"from":"b"}'}
             await presence(b).remove("lobby", ["a.1"])
             assert await presence(a).count("lobby") == 1
 

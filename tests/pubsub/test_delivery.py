@@ -81,3 +81,23 @@ def test_close_counts_everything_it_drops_and_says_so(caplog: pytest.LogCaptureF
     assert sink.overflow_closed and stats.slow_consumer_closes == 1
     assert stats.dropped == 4  # the three queued and the one that did not fit
     assert "Connection test.1 fell 3 broadcasts behind; closing it with 1013" in caplog.text
+
+
+def test_each_derived_delivery_is_built_once_per_transform() -> None:
+    calls: list[str] = []
+
+    def bracket(delivery: Delivery) -> Delivery:
+        calls.append("bracket")
+        return Delivery(b"[" + delivery.payload + b"]", False)
+
+    def star(delivery: Delivery) -> Delivery:
+        calls.append("star")
+        return Delivery(b"*" + delivery.payload, False)
+
+    original = Delivery(b"x", False, 3, room="r", epoch="e", is_json=True)
+    for _ in range(3):
+        assert original.derived(bracket).payload == b"[x]"
+        assert original.derived(star).payload == b"*x"
+    assert original.derived(bracket) is original.derived(bracket)
+    assert calls == ["bracket", "star"]
+    assert (original.room, original.epoch, original.offset, original.is_json) == ("r", "e", 3, True)

@@ -374,3 +374,89 @@ def test_a_closing_connection_leaves_every_room_with_one_presence_call() -> None
             assert await hub.room_size("r8") == 0
 
     run(scenario())
+
+
+def test_control_messages_go_to_the_handlers_never_to_sinks() -> None:
+    async def scenario() -> None:
+        async with started() as hub:
+            member, outsider = FakeMember(hub), FakeMember(hub)
+            await hub.join(member, "lobby")
+            hub.add(outsider)
+            seen: list[tuple[str, str, str, bytes]] = []
+            hub.control_handlers.append(lambda e: seen.append((e.room, e.target, e.exclude, e.payload)))
+            await hub.send_control(b"to the room", room="lobby", exclude=member.id)
+            await hub.send_control(b"to a connection", target=outsider.id)
+            await hub.send_control(b"nobody here", room="empty")  # no local member: not subscribed
+            await until(lambda: len(seen) == 2, "both control messages")
+            assert seen == [("lobby", "", member.id, b"to the room"), ("", outsider.id, "", b"to a connection")]
+            assert member.sink.deliveries == [] and outsider.sink.deliveries == []
+            with pytest.raises(TypeError, match="control message is bytes"):
+                await hub.send_control("text", room="lobby")  # type: ignore[arg-type]
+
+    run(scenario())
+
+
+def test_a_failing_control_handler_is_counted_and_the_others_still_run() -> None:
+    async def scenario() -> None:
+        async with started() as hub:
+            member = FakeMember(hub)
+            await hub.join(member, "lobby")
+            seen: list[bytes] = []
+
+            def broken(envelope: Any) -> None:
+                raise RuntimeError("boom")
+
+            hub.control_handlers.extend([broken, lambda e: seen.append(e.payload)])
+            await hub.send_control(b"x", room="lobby")
+            await until(lambda: seen == [b"x"], "the second handler")
+            assert hub.stats.listener_errors == 1
+
+    run(scenario())
+
+
+def test_deliveries_know_their_room_and_position_and_share_derived_forms() -> None:
+    from FasterAPI.pubsub.history import History
+
+    async def scenario() -> None:
+        async with started(history=History(size=10, ttl=60)) as hub:
+            a, b = FakeMember(hub), FakeMember(hub)
+            await hub.join(a, "kept")
+            await hub.join(b, "kept")
+            await hub.broadcast("kept", {"n": 1})
+            await hub.broadcast("kept", "text")
+            await until(lambda: len(b.sink.deliveries) == 2, "both broadcasts")
+            first, second = a.sink.deliveries
+            assert (first.room, first.offset, first.is_json) == ("kept", 1, True)
+            assert (second.offset, second.is_json, second.epoch) == (2, False, first.epoch) and first.epoch
+            made: list[Delivery] = []
+
+            def wrap(delivery: Delivery) -> Delivery:
+                made.append(delivery)
+                return Delivery(b"[" + delivery.payload + b"]", False)
+
+            assert first.derived(wrap) is b.sink.deliveries[0].derived(wrap)  # one per worker
+            assert made == [first]
+
+    run(scenario())
+
+
+def test_presence_of_gives_each_members_metadata() -> None:
+    async def scenario() -> None:
+        async with started() as hub:
+            a, b, c = FakeMember(hub), FakeMember(hub), FakeMember(hub)
+            await hub.join(a, "lobby", metadata=b'{"name":"a"}')
+            await hub.join(b, "lobby")
+            await hub.join(c, "lobby", metadata=b"not json")
+            assert await hub.presence_of("lobby") == {a.id: {"name": "a"}, b.id: None, c.id: None}
+            await hub.join(a, "lobby", metadata=b'{"name":"A"}')  # already in: only the metadata changes
+            assert (await hub.presence_of("lobby"))[a.id] == {"name": "A"}
+            # A lapsed heartbeat writes the members back with their metadata.
+            hub.presence.clear()  # type: ignore[attr-defined]
+            await hub._heartbeat()
+            assert await hub.presence_of("lobby") == {a.id: {"name": "A"}, b.id: None, c.id: None}
+            await hub.leave(a.id, "lobby")
+            await hub.discard(c.id)
+            assert await hub.presence_of("lobby") == {b.id: None}
+            assert hub._metadata == {}
+
+    run(scenario())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, Self
 
 from ..errors import BackendUnavailable
@@ -70,7 +70,8 @@ class BackendListener(Protocol):
 class PresenceStore(abc.ABC):
     """Who is in each room across workers, at a cost that grows with workers, not with rooms.
 
-    Members are connection ids (``"<worker>.<n>"``) that join and leave explicitly; a member
+    Members are connection ids (``"<worker>.<n>"``) that join and leave explicitly, each with
+    optional metadata (opaque bytes: JSON, for the realtime endpoint's presence); a member
     counts only while its worker (the part of its id before the dot) keeps up its
     :meth:`heartbeat`, so the members of a worker that died without cleanup stop counting when
     its heartbeat runs out, without a write per room. Reads filter them out (and may sweep
@@ -78,12 +79,16 @@ class PresenceStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def add(self, room: str, members: Iterable[str]) -> None:
-        """Add members of ``room`` (adding one twice is a no-op)."""
+    async def add(self, room: str, members: Iterable[str], metadata: Mapping[str, bytes] | None = None) -> None:
+        """Add members of ``room`` (adding one twice is a no-op).
+
+        ``metadata`` maps some of them to their metadata, which replaces what they had; a
+        member added without any keeps what it had (none for a new one).
+        """
 
     @abc.abstractmethod
     async def remove(self, room: str, members: Iterable[str]) -> None:
-        """Remove members of ``room`` at once."""
+        """Remove members of ``room`` at once, with their metadata."""
 
     async def remove_everywhere(self, member: str, rooms: Iterable[str]) -> None:
         """Remove ``member`` from each of ``rooms`` (a closing connection); stores batch it."""
@@ -105,6 +110,10 @@ class PresenceStore(abc.ABC):
     @abc.abstractmethod
     async def members(self, room: str) -> list[str]:
         """The members of ``room`` whose worker is alive, in no particular order."""
+
+    @abc.abstractmethod
+    async def described(self, room: str) -> dict[str, bytes]:
+        """The members of ``room`` whose worker is alive, each with its metadata (``b""``: none)."""
 
     @abc.abstractmethod
     async def count(self, room: str) -> int:

@@ -7,7 +7,7 @@ import collections
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self
 from urllib.parse import urlsplit
 
@@ -28,7 +28,8 @@ class MemoryPresence(PresenceStore):
 
     def __init__(self, check: Callable[[], None]) -> None:
         self._check = check
-        self._rooms: dict[str, set[str]] = {}
+        #: room -> {member: its metadata (b"": none)}
+        self._rooms: dict[str, dict[str, bytes]] = {}
         #: worker -> when its heartbeat runs out, on time.monotonic()
         self._workers: dict[str, float] = {}
 
@@ -37,30 +38,36 @@ class MemoryPresence(PresenceStore):
         self._rooms.clear()
         self._workers.clear()
 
-    def _live(self, room: str) -> list[str]:
-        """The room's members whose worker is alive; the others are swept away."""
+    def _live(self, room: str) -> dict[str, bytes]:
+        """The room's members whose worker is alive, with metadata; the others are swept away."""
         members = self._rooms.get(room)
         if not members:
-            return []
+            return {}
         now = time.monotonic()
-        dead = {member for member in members if self._workers.get(worker_part(member), 0.0) <= now}
-        members -= dead
+        for member in [m for m in members if self._workers.get(worker_part(m), 0.0) <= now]:
+            del members[member]
         if not members:
             del self._rooms[room]
-        return list(members)
+        return dict(members)
 
-    async def add(self, room: str, members: Iterable[str]) -> None:
+    async def add(self, room: str, members: Iterable[str], metadata: Mapping[str, bytes] | None = None) -> None:
         self._check()
         entries = set(members)
         if entries:
-            self._rooms.setdefault(room, set()).update(entries)
+            stored = self._rooms.setdefault(room, {})
+            for member in entries:
+                stored.setdefault(member, b"")
+            for member, value in (metadata or {}).items():
+                if member in entries:
+                    stored[member] = value
 
     async def remove(self, room: str, members: Iterable[str]) -> None:
         self._check()
         entries = self._rooms.get(room)
         if entries is None:
             return
-        entries.difference_update(members)
+        for member in members:
+            entries.pop(member, None)
         if not entries:
             del self._rooms[room]
 
@@ -69,7 +76,7 @@ class MemoryPresence(PresenceStore):
         for room in rooms:
             entries = self._rooms.get(room)
             if entries is not None:
-                entries.discard(member)
+                entries.pop(member, None)
                 if not entries:
                     del self._rooms[room]
 
@@ -85,6 +92,10 @@ class MemoryPresence(PresenceStore):
         self._workers.pop(worker, None)
 
     async def members(self, room: str) -> list[str]:
+        self._check()
+        return list(self._live(room))
+
+    async def described(self, room: str) -> dict[str, bytes]:
         self._check()
         return self._live(room)
 

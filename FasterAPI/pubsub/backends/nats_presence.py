@@ -2,7 +2,8 @@
 
 Bucket ``<prefix>presence`` (non-alphanumerics of the prefix become ``_``; made on first use,
 so the server must run JetStream, ``nats-server -js``). Keys: ``r.<room>`` holds the room's
-members (a msgpack list; the room name base64url-encoded into the key), changed by
+members (a msgpack map: connection id -> its metadata, b"" for none; a list of ids as written by
+earlier versions is read too; the room name base64url-encoded into the key), changed by
 compare-and-set so concurrent joins on several workers are never lost; ``w.<worker>`` holds
 when that worker's heartbeat runs out (unix milliseconds). A read keeps the members whose
 worker is alive and removes the others.
@@ -14,7 +15,7 @@ import base64
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -33,7 +34,12 @@ __all__ = ["NatsPresence"]
 _CAS_ATTEMPTS = 50
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(list[str]).decode
+_decoder = msgspec.msgpack.Decoder(dict[str, bytes] | list[str])
+
+
+def _decode(value: bytes | None) -> dict[str, bytes]:
+    found = _decoder.decode(value or b"\x80")
+    return dict.fromkeys(found, b"") if isinstance(found, list) else found
 
 
 def _room_key(room: str) -> str:
@@ -65,7 +71,9 @@ class NatsPresence(PresenceStore):
         self._kv = (client, kv)
         return kv
 
-    async def _change(self, room: str, members: Iterable[str], add: bool) -> None:
+    async def _change(
+        self, room: str, members: Iterable[str], add: bool, metadata: Mapping[str, bytes] | None = None
+    ) -> None:
         entries = set(members)
         if not entries:
             return
@@ -79,16 +87,16 @@ class NatsPresence(PresenceStore):
                     if not add:
                         return
                     try:
-                        await kv.create(key, _encode(sorted(entries)))
+                        await kv.create(key, _encode(_changed({}, entries, add, metadata)))
                         return
                     except KeyWrongLastSequenceError:
                         continue  # another worker made it first
-                current = set(_decode(entry.value or b"\x90"))
-                changed = current | entries if add else current - entries
+                current = _decode(entry.value)
+                changed = _changed(current, entries, add, metadata)
                 if changed == current:
                     return
                 try:
-                    await kv.update(key, _encode(sorted(changed)), last=entry.revision)
+                    await kv.update(key, _encode(changed), last=entry.revision)
                     return
                 except KeyWrongLastSequenceError:
                     continue  # changed meanwhile: read again
@@ -96,8 +104,8 @@ class NatsPresence(PresenceStore):
             raise BackendUnavailable(f"NATS failed to change presence in {room!r}: {describe_error(err)}") from err
         raise BackendUnavailable(f"Presence of {room!r} kept changing under {_CAS_ATTEMPTS} attempts")
 
-    async def add(self, room: str, members: Iterable[str]) -> None:
-        await self._change(room, members, add=True)
+    async def add(self, room: str, members: Iterable[str], metadata: Mapping[str, bytes] | None = None) -> None:
+        await self._change(room, members, add=True, metadata=metadata)
 
     async def remove(self, room: str, members: Iterable[str]) -> None:
         await self._change(room, members, add=False)
@@ -124,13 +132,16 @@ class NatsPresence(PresenceStore):
             raise BackendUnavailable(f"NATS failed to retire worker {worker!r}: {describe_error(err)}") from err
 
     async def members(self, room: str) -> list[str]:
+        return list(await self.described(room))
+
+    async def described(self, room: str) -> dict[str, bytes]:
         kv = await self._store()
         now_ms = int(time.time() * 1000)
         try:
             try:
-                members = _decode((await kv.get(_room_key(room))).value or b"\x90")
+                members = _decode((await kv.get(_room_key(room))).value)
             except KeyNotFoundError:
-                return []
+                return {}
             alive: dict[str, bool] = {}
             for worker in {worker_part(member) for member in members}:
                 try:
@@ -139,7 +150,7 @@ class NatsPresence(PresenceStore):
                     alive[worker] = False
         except NatsError as err:
             raise BackendUnavailable(f"NATS failed to read presence in {room!r}: {describe_error(err)}") from err
-        live = [member for member in members if alive[worker_part(member)]]
+        live = {member: value for member, value in members.items() if alive[worker_part(member)]}
         if len(live) < len(members):
             # Members of workers that died without cleanup: stop carrying them.
             await self._change(room, [member for member in members if not alive[worker_part(member)]], add=False)
@@ -147,3 +158,18 @@ class NatsPresence(PresenceStore):
 
     async def count(self, room: str) -> int:
         return len(await self.members(room))
+
+
+def _changed(
+    current: dict[str, bytes], entries: set[str], add: bool, metadata: Mapping[str, bytes] | None
+) -> dict[str, bytes]:
+    """The members of a room after adding (with their metadata) or removing ``entries``."""
+    if not add:
+        return {member: value for member, value in current.items() if member not in entries}
+    changed = dict(current)
+    for member in entries:
+        changed.setdefault(member, b"")
+    for member, value in (metadata or {}).items():
+        if member in entries:
+            changed[member] = value
+    return changed
