@@ -61,7 +61,7 @@ class RedisPresence(PresenceStore):
         return f"{self.prefix}presence:{self._room_tag(room)}"
 
     def _meta_key(self, room: str) -> str:
-        return f"{self.prefix}presence-meta:{{{room}}}"
+        return f"{self.prefix}presence-meta:{self._room_tag(room)}"
 
     async def add(self, room: str, members: Iterable[str], metadata: Mapping[str, bytes] | None = None) -> None:
         entries = list(members)
