@@ -117,7 +117,7 @@ class AsyncAPIBuilder:
 
     def add_security(self, name: str, model: SecurityScheme, scopes: Sequence[str] = ()) -> dict[str, str]:
         """Declare a security scheme; returns the reference an operation lists it by."""
-        self.security_schemes[name] = _security_scheme(model, scopes)
+        self.security_schemes.setdefault(name, _security_scheme(model, scopes))
         return {"$ref": f"#/components/securitySchemes/{name}"}
 
     def add_channel(

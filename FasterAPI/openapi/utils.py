@@ -151,7 +151,8 @@ def _security(route: BaseRoute, schemes: dict[str, Any]) -> list[dict[str, list[
         helper = dependant.call
         if not isinstance(helper, SecurityBase):
             continue
-        schemes[helper.scheme_name] = scheme_dict(helper.model)
+        # Two helpers with one name (two HTTPBearer()): the first route's definition stands.
+        schemes.setdefault(helper.scheme_name, scheme_dict(helper.model))
         # Scopes only mean something to OAuth2 (and OpenID Connect) schemes.
         scopes = list(dependant.security_scopes) if isinstance(helper.model, OAuth2) else []
         requirement = {helper.scheme_name: scopes}
