@@ -204,3 +204,12 @@ async def chat(ws: WebSocket, room: str, token: str = Depends(query_key)) -> Non
 async def ticks(ws: WebSocket, every: int) -> None:
     await ws.accept()
     await ws.close()
+
+
+@app.websocket("/ws/private")
+async def private(ws: WebSocket, credentials: HTTPAuthorizationCredentials = Depends(bearer)) -> None:
+    """A browser offers the subprotocols ``bearer`` and its token; the route accepts ``bearer``."""
+    offered = ws.scope.get("subprotocols") or []
+    await ws.accept(subprotocol="bearer" if "bearer" in offered else None)
+    await ws.send_json({"token": credentials.credentials})
+    await ws.close()

@@ -78,7 +78,7 @@ def test_the_document_is_valid_asyncapi_3(document: dict[str, Any]) -> None:
 
 
 def test_each_websocket_route_is_a_channel_with_its_path_parameters(document: dict[str, Any]) -> None:
-    assert sorted(document["channels"]) == ["chat", "ticks"]
+    assert sorted(document["channels"]) == ["chat", "private", "ticks"]
     chat = document["channels"]["chat"]
     assert chat["address"] == "/ws/chat/{room}"
     assert chat["parameters"] == {"room": {"description": "Path parameter: a string"}}
@@ -117,8 +117,11 @@ def test_messages_in_both_directions_each_struct_its_own(document: dict[str, Any
 
 def test_security_of_a_websocket_route(document: dict[str, Any]) -> None:
     assert document["components"]["securitySchemes"] == {
-        "APIKeyQuery": {"type": "httpApiKey", "name": "token", "in": "query"}
+        "APIKeyQuery": {"type": "httpApiKey", "name": "token", "in": "query"},
+        "HTTPBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
     }
+    # A route that declares no messages has no operations.
+    assert [op for op in document["operations"].values() if op["channel"]["$ref"] == "#/channels/private"] == []
     assert document["operations"]["chat_receive"]["security"] == [{"$ref": "#/components/securitySchemes/APIKeyQuery"}]
 
 
