@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import msgspec
 import pytest
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
 from FasterAPI import Faster, WebSocket
@@ -28,8 +28,8 @@ SCHEMA_FILE = pathlib.Path(__file__).resolve().parent.parent / "openapi" / "data
 
 def _validator() -> jsonschema.Draft7Validator:
     schema = json.loads(SCHEMA_FILE.read_text())
-    resources = [(schema["$id"], Resource(schema, DRAFT7))]
-    resources += [(d["$id"], Resource(d, DRAFT7)) for d in schema.get("definitions", {}).values() if "$id" in d]
+    resources = [(schema["$id"], DRAFT7.create_resource(schema))]
+    resources += [(d["$id"], DRAFT7.create_resource(d)) for d in schema.get("definitions", {}).values() if "$id" in d]
     return jsonschema.Draft7Validator(schema, registry=Registry().with_resources(resources))
 
 
