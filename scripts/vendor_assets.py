@@ -28,6 +28,16 @@ PACKAGES: dict[str, tuple[str, list[str]]] = {
     "swagger-ui-dist": ("5.35.0", ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "NOTICE"]),
     "redoc": ("3.0.1", ["bundles/redoc.standalone.js", "LICENSE"]),
 }
+#: Changes to the vendored files, each (file, upstream bytes, replacement): Redoc 3 loads the
+#: Redocly logo of its "API docs by" footer from cdn.redoc.ly; an empty src makes the image
+#: fail at once without a request, and Redoc then hides it (its own onError). The manifest
+#: records the patched file's hash and the upstream one.
+PATCHES: dict[str, list[tuple[str, bytes, bytes]]] = {
+    "redoc": [
+        ("redoc.standalone.js", b"https://cdn.redoc.ly/redoc/logo-mini-full.svg", b""),
+        ("redoc.standalone.js", b"https://cdn.redoc.ly/redoc/logo-mini.svg", b""),
+    ],
+}
 #: The official AsyncAPI JSON schemas; only 3.0.0 is kept, for the tests.
 SPECS = (
     "@asyncapi/specs",
@@ -64,11 +74,25 @@ def main() -> int:
             destination = VENDOR / name
             destination.mkdir(parents=True)
             hashes = {}
+            upstream = {}
             for file in files:
                 copied = destination / Path(file).name
                 shutil.copyfile(package / file, copied)
                 hashes[copied.name] = sha256(copied)
+            for file, old, new in PATCHES.get(name, []):
+                target = destination / file
+                content = target.read_bytes()
+                if content.count(old) != 1:
+                    raise SystemExit(f"{name}/{file}: expected {old!r} once, found it {content.count(old)} times")
+                upstream.setdefault(file, hashes[file])
+                target.write_bytes(content.replace(old, new))
+                hashes[file] = sha256(target)
             manifest[name] = {"version": version, "license": "LICENSE", "files": hashes}
+            if upstream:
+                manifest[name]["patched"] = {
+                    "why": "no request to cdn.redoc.ly for the footer logo (see PATCHES in scripts/vendor_assets.py)",
+                    "upstream_sha256": upstream,
+                }
         (VENDOR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
         name, version, keep = SPECS

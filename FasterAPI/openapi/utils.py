@@ -183,9 +183,7 @@ def _phrase(status: int | str) -> str:
         return "Response"
 
 
-def _responses(
-    route: HTTPRoute, registry: SchemaRegistry, *, validated: bool, secured: bool
-) -> dict[str, Any]:
+def _responses(route: HTTPRoute, registry: SchemaRegistry, *, validated: bool, secured: bool) -> dict[str, Any]:
     status = route.status_code or 200
     success: dict[str, Any] = {"description": route.response_description}
     tp, media_type = _response_type(route)
@@ -221,9 +219,7 @@ def _operation_id(route: HTTPRoute, method: str) -> str:
     return re.sub(r"\W", "_", f"{route.name}{openapi_path(route.path)}") + f"_{method.lower()}"
 
 
-def _operation(
-    route: HTTPRoute, method: str, registry: SchemaRegistry, schemes: dict[str, Any]
-) -> dict[str, Any]:
+def _operation(route: HTTPRoute, method: str, registry: SchemaRegistry, schemes: dict[str, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {}
     if route.tags:
         operation["tags"] = list(route.tags)
@@ -290,4 +286,3 @@ def get_openapi(
     if tags:
         document["tags"] = [dict(tag) for tag in tags]
     return document
-
