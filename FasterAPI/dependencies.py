@@ -192,7 +192,7 @@ class Dependant:
             for meta in metadata:
                 if isinstance(meta, Param | Depends):
                     marker = meta
-                else:
+                elif isinstance(meta, msgspec.Meta):
                     constraints.append(meta)
             # msgspec.Meta constraints stay on the type, so conversion (and the schema) apply them.
             annotation = Annotated[(base, *constraints)] if constraints else base

@@ -490,15 +490,18 @@ class APIRouter:
         tags: Sequence[str] = (),
         dependencies: Sequence[Depends] = (),
         responses: Mapping[int | str, Any] | None = None,
+        include_in_schema: bool = True,
     ) -> None:
         """Add every route of ``router`` under ``prefix`` (after this router's own prefix).
 
         ``dependencies`` run for each of those routes, after this router's and before
         ``router``'s own (an auth check for a whole router); ``tags`` and ``responses`` are
-        added to each route's metadata, as FastAPI does.
+        added to each route's metadata, as FastAPI does; ``include_in_schema=False`` leaves
+        them all out of the documents.
         """
         _check_prefix(prefix)
-        extra = _Including(self.prefix + prefix, [*self.dependencies, *dependencies], list(tags), dict(responses or {}))
+        dependencies = [*self.dependencies, *dependencies]
+        extra = _Including(self.prefix + prefix, dependencies, list(tags), dict(responses or {}), include_in_schema)
         for route in router.routes:
             self.add_route(_included(route, extra))
 
@@ -515,11 +518,14 @@ class _Including(NamedTuple):
     dependencies: list[Depends]
     tags: list[str]
     responses: dict[int | str, Any]
+    include_in_schema: bool
 
 
 def _included(route: BaseRoute, extra: _Including) -> BaseRoute:
     deps = [*extra.dependencies, *route.dependencies]
     tags = [*extra.tags, *route.tags]
+    schema_options = route.schema_options()
+    schema_options["include_in_schema"] = route.include_in_schema and extra.include_in_schema
     if isinstance(route, WebSocketRoute):
         origins = None if route.allowed_origins is None else sorted(route.allowed_origins)
         return WebSocketRoute(
@@ -531,7 +537,7 @@ def _included(route: BaseRoute, extra: _Including) -> BaseRoute:
             tags=tags,
             receives=route.receives,
             sends=route.sends,
-            **route.schema_options(),
+            **schema_options,
         )
     assert isinstance(route, HTTPRoute)
     return HTTPRoute(
@@ -546,5 +552,5 @@ def _included(route: BaseRoute, extra: _Including) -> BaseRoute:
         responses={**extra.responses, **route.responses},
         response_model=route.response_model,
         response_description=route.response_description,
-        **route.schema_options(),
+        **schema_options,
     )

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from openapi_spec_validator import validate
 
-from FasterAPI import APIRouter, Depends, Faster, Header, Path, Query
+from FasterAPI import APIRouter, Depends, Faster, Header, Path, Query, WebSocket
 from FasterAPI.openapi.utils import get_openapi
 from FasterAPI.testclient import TestClient
 from tests.apps.openapi_app import app as shop
@@ -323,3 +323,22 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(tmp_p
     assert "12 selected / 12 total" in finished.stdout
     counts = re.search(r"(\d+) generated, (\d+) passed", finished.stdout)
     assert counts is not None and counts.group(1) == counts.group(2) and int(counts.group(1)) > 100, finished.stdout
+
+
+def test_include_router_can_leave_a_whole_router_out() -> None:
+    app = Faster()
+    internal = APIRouter()
+
+    @internal.get("/health")
+    async def health() -> str:
+        return "ok"
+
+    @internal.websocket("/ws/debug")
+    async def debug(ws: WebSocket) -> None:
+        await ws.close()
+
+    app.include_router(internal, prefix="/internal", include_in_schema=False)
+    assert app.openapi()["paths"] == {}
+    assert app.asyncapi()["channels"] == {}
+    with TestClient(app) as client:
+        assert client.get("/internal/health").json() == "ok"
