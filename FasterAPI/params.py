@@ -79,8 +79,19 @@ class Header(Param):
 
     source = ParamSource.HEADER
 
-    def __init__(self, default: Any = _MISSING, *, convert_underscores: bool = True, **options: Any) -> None:
-        super().__init__(default, **options)
+    def __init__(
+        self,
+        default: Any = _MISSING,
+        *,
+        alias: str | None = None,
+        convert_underscores: bool = True,
+        description: str | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+    ) -> None:
+        super().__init__(
+            default, alias=alias, description=description, deprecated=deprecated, include_in_schema=include_in_schema
+        )
         self.convert_underscores = convert_underscores
 
 
