@@ -158,11 +158,16 @@ class Faster(APIRouter):
 
     @property
     def title(self) -> str:
+        """``Faster(title=)``, read as in FastAPI (``get_openapi(title=app.title, ...)``)."""
         return self.docs.title
 
     @property
     def version(self) -> str:
         return self.docs.version
+
+    @property
+    def description(self) -> str:
+        return self.docs.description
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the HTTP routes (built once; assign ``app.openapi`` to
