@@ -307,6 +307,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(tmp_p
                 "10",
                 "--seed",
                 "20261201",
+                "--phases",
+                "examples,coverage,fuzzing",  # not stateful: the shop's operations have no links to follow
                 "--workers",
                 "1",
                 "--request-timeout",
@@ -322,7 +324,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(tmp_p
     assert finished.returncode == 0, f"{finished.stdout}\n{finished.stderr}\n{server_output}"
     assert "12 selected / 12 total" in finished.stdout
     counts = re.search(r"(\d+) generated, (\d+) passed", finished.stdout)
-    assert counts is not None and counts.group(1) == counts.group(2) and int(counts.group(1)) > 100, finished.stdout
+    assert counts is not None and counts.group(1) == counts.group(2) and int(counts.group(1)) > 300, finished.stdout
 
 
 def test_include_router_can_leave_a_whole_router_out() -> None:

@@ -46,7 +46,8 @@ async function open(path) {
 }
 
 const result = {};
-try {
+
+async function swagger() {
   // Swagger UI: every operation, then the Authorize button and a real call with the token.
   const docs = await open("/docs");
   await docs.waitForSelector(".opblock");
@@ -67,16 +68,22 @@ try {
     status: (await operation.locator(".live-responses-table .response .response-col_status").first().textContent()).trim(),
     body: (await operation.locator(".live-responses-table .response-col_description pre").first().textContent()).trim(),
   };
+}
 
-  const redoc = await open("/redoc");
-  await redoc.waitForFunction(() => document.body.innerText.includes("Adopt a cat or a dog"));
-  await redoc.waitForLoadState("networkidle");
-  result.redocText = await redoc.evaluate(() => document.body.innerText);
+async function redoc(path, key, waitText) {
+  const page = await open(path);
+  await page.waitForFunction((text) => document.body.innerText.includes(text), waitText);
+  await page.waitForLoadState("networkidle");
+  result[key] = await page.evaluate(() => document.body.innerText);
+}
 
-  const asyncapi = await open("/asyncapi");
-  await asyncapi.waitForFunction(() => document.body.innerText.includes("A line a client says in the room"));
-  await asyncapi.waitForLoadState("networkidle");
-  result.asyncapiText = await asyncapi.evaluate(() => document.body.innerText);
+try {
+  // The three pages at once: each in its own context, so one's failure names its page.
+  await Promise.all([
+    swagger(),
+    redoc("/redoc", "redocText", "Adopt a cat or a dog"),
+    redoc("/asyncapi", "asyncapiText", "A line a client says in the room"),
+  ]);
 } catch (error) {
   console.error(String(error && error.stack || error));
   console.log(JSON.stringify({ ...result, offOrigin, consoleErrors, sameOrigin: [...sameOrigin] }));
