@@ -46,6 +46,11 @@ def test_the_vendored_viewers_are_the_pinned_versions_with_their_licences() -> N
     listed = {f"{package}/{name}" for package, entry in manifest.items() for name in entry["files"]}
     assert on_disk == listed | {"manifest.json"}
     assert total < 5_000_000
+    # The recorded patch: Redoc's footer logo is no longer fetched from cdn.redoc.ly.
+    assert b"cdn.redoc.ly" not in (VENDOR_DIR / "redoc" / "redoc.standalone.js").read_bytes()
+    assert manifest["redoc"]["patched"]["upstream_sha256"]["redoc.standalone.js"] != manifest["redoc"]["files"][
+        "redoc.standalone.js"
+    ]
     assert "swagger-ui-dist@" not in "".join(on_disk)
 
 
