@@ -24,6 +24,7 @@ import msgspec
 
 from ..openapi.models import APIKey, HTTPBase, HTTPBearer, OAuth2, SecurityScheme
 from ..openapi.utils import SchemaRegistry, openapi_path, walk
+from ..params import ParamSource
 from ..routing import BaseRoute, WebSocketRoute
 from ..security.base import SecurityBase
 
@@ -133,6 +134,7 @@ class AsyncAPIBuilder:
         description: str | None = None,
         security: Sequence[dict[str, str]] = (),
         tags: Sequence[str] = (),
+        bindings: Mapping[str, Any] | None = None,
     ) -> str:
         """Add a channel at ``address`` (``{name}`` for each parameter, described in
         ``parameters``) whose clients send ``receives`` and get ``sends`` (types or unions of
@@ -144,6 +146,8 @@ class AsyncAPIBuilder:
                 channel[field] = value
         if parameters:
             channel["parameters"] = {name: {"description": text} for name, text in parameters.items()}
+        if bindings:
+            channel["bindings"] = dict(bindings)
         messages: dict[str, dict[str, str]] = {}
         for action, declared in (("receive", receives), ("send", sends)):
             names = [self._message(tp, f"{key}_{action}") for tp in message_types(declared)]
@@ -189,7 +193,27 @@ class AsyncAPIBuilder:
             description=description,
             security=security,
             tags=route.tags,
+            bindings=self._websocket_binding(route),
         )
+
+    def _websocket_binding(self, route: WebSocketRoute) -> dict[str, Any] | None:
+        """The ``ws`` channel binding: the query parameters and headers the handshake is read for."""
+        objects: dict[str, dict[str, Any]] = {}
+        for dependant in walk(route.dependant):
+            for field in dependant.fields:
+                where = {ParamSource.QUERY: "query", ParamSource.HEADER: "headers"}.get(field.source)
+                if where is None or not field.param.include_in_schema:
+                    continue
+                target = objects.setdefault(where, {"type": "object", "properties": {}})
+                schema = self.registry.add(field.annotation)
+                if field.param.description:
+                    schema["description"] = field.param.description
+                target["properties"][field.key] = schema
+                if field.default is msgspec.UNSET:
+                    target.setdefault("required", []).append(field.key)
+        if not objects:
+            return None
+        return {"ws": {**objects, "bindingVersion": "0.1.0"}}
 
     def build(self, *, title: str, version: str, description: str | None = None) -> dict[str, Any]:
         info: dict[str, Any] = {"title": title, "version": version}

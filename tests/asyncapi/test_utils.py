@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import jsonschema
 import msgspec
@@ -17,7 +17,7 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-from FasterAPI import Faster, WebSocket
+from FasterAPI import Faster, Header, Query, WebSocket
 from FasterAPI.asyncapi import AsyncAPIBuilder, get_asyncapi
 from FasterAPI.testclient import TestClient
 from tests.apps.openapi_app import ChatIn, ChatOut, Typing
@@ -168,3 +168,36 @@ def test_hidden_routes_and_an_empty_app() -> None:
     document = get_asyncapi(title="Empty", version="0", routes=app.routes)
     assert_valid_asyncapi(document)
     assert document["channels"] == {} and document["operations"] == {}
+
+
+def test_query_parameters_and_headers_are_the_channels_ws_binding() -> None:
+    app = Faster()
+
+    @app.websocket("/ws/feed/{topic}", sends=ChatOut)
+    async def feed(
+        ws: WebSocket,
+        topic: str,
+        since: int = 0,
+        compact: Annotated[bool, Query(description="Shorter messages")] = False,
+        client_version: Annotated[str, Header()] = "1",
+        lang: Annotated[Literal["en", "fr"], Query()] = "en",
+        room_key: str = Query(),
+    ) -> None:
+        await ws.close()
+
+    document = app.asyncapi()
+    assert_valid_asyncapi(document)
+    binding = document["channels"]["feed"]["bindings"]["ws"]
+    assert binding["bindingVersion"] == "0.1.0"
+    assert binding["query"] == {
+        "type": "object",
+        "properties": {
+            "since": {"type": "integer"},
+            "compact": {"type": "boolean", "description": "Shorter messages"},
+            "lang": {"enum": ["en", "fr"]},
+            "room_key": {"type": "string"},
+        },
+        "required": ["room_key"],
+    }
+    assert binding["headers"] == {"type": "object", "properties": {"client-version": {"type": "string"}}}
+    assert "bindings" not in document["channels"].get("ticks", {})
