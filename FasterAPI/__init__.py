@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from . import status
     from .applications import Faster
     from .datastructures import URL, Headers, QueryParams, State
-    from .dependencies import Depends
+    from .dependencies import Depends, Security
     from .exceptions import (
         HTTPException,
         InvalidJSONMessage,
@@ -49,6 +49,7 @@ _PUBLIC: dict[str, str] = {
     "QueryParams": "datastructures",
     "State": "datastructures",
     "Depends": "dependencies",
+    "Security": "dependencies",
     "HTTPException": "exceptions",
     "InvalidJSONMessage": "exceptions",
     "RequestValidationError": "exceptions",
@@ -100,6 +101,7 @@ __all__ = [
     "Request",
     "RequestValidationError",
     "Response",
+    "Security",
     "State",
     "StreamingResponse",
     "UnexpectedFrameType",

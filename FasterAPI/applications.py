@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from . import status
+from .asyncapi.utils import AsyncAPISource, get_asyncapi
 from .config import HubConfig
 from .datastructures import State
 from .dependencies import Depends
@@ -24,6 +25,8 @@ from .exceptions import (
     WebSocketDisconnect,
     WebSocketException,
 )
+from .openapi.routes import DocsSettings, documentation_routes
+from .openapi.utils import get_openapi
 from .pubsub.envelope import Identified
 from .pubsub.history import History, Position
 from .pubsub.hub import Hub
@@ -69,10 +72,41 @@ class Faster(APIRouter):
         backend: str | Backend | None = None,
         history: History | None = None,
         allowed_origins: Sequence[str] | None = None,
+        title: str = "FasterAPI",
+        version: str = "0.1.0",
+        summary: str | None = None,
+        description: str = "",
+        openapi_url: str | None = "/openapi.json",
+        docs_url: str | None = "/docs",
+        redoc_url: str | None = "/redoc",
+        asyncapi_url: str | None = "/asyncapi.json",
+        asyncapi_docs_url: str | None = "/asyncapi",
+        openapi_tags: Sequence[Mapping[str, Any]] | None = None,
+        servers: Sequence[Mapping[str, Any]] | None = None,
+        swagger_ui_parameters: Mapping[str, Any] | None = None,
         **hub_options: Any,
     ) -> None:
         _check_hub_options(hub_options)
         super().__init__(dependencies=dependencies)
+        self.docs = DocsSettings(
+            title=title,
+            version=version,
+            summary=summary,
+            description=description,
+            openapi_url=openapi_url,
+            docs_url=docs_url,
+            redoc_url=redoc_url,
+            asyncapi_url=asyncapi_url,
+            asyncapi_docs_url=asyncapi_docs_url,
+            openapi_tags=openapi_tags,
+            servers=servers,
+            swagger_ui_parameters=swagger_ui_parameters,
+        )
+        #: The OpenAPI and AsyncAPI documents, built on first request (FastAPI's attribute name).
+        self.openapi_schema: dict[str, Any] | None = None
+        self.asyncapi_schema: dict[str, Any] | None = None
+        #: What adds channels to the AsyncAPI document besides the WebSocket routes.
+        self.asyncapi_sources: list[AsyncAPISource] = []
         self.router = Router()
         self.state = State()
         self.lifespan_context = lifespan
@@ -85,6 +119,8 @@ class Faster(APIRouter):
         self._hub: Hub | None = None
         #: WebSocket connections being served by this process right now.
         self.open_websockets = 0
+        for route in documentation_routes(self):
+            self.add_route(route)
 
     # -- routes --------------------------------------------------------------------------
 
@@ -119,6 +155,48 @@ class Faster(APIRouter):
             return func
 
         return decorator
+
+    # -- documentation -------------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        """``Faster(title=)``, read as in FastAPI (``get_openapi(title=app.title, ...)``)."""
+        return self.docs.title
+
+    @property
+    def version(self) -> str:
+        return self.docs.version
+
+    @property
+    def description(self) -> str:
+        return self.docs.description
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the HTTP routes (built once; assign ``app.openapi`` to
+        customise it, as in FastAPI)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = get_openapi(
+                title=self.docs.title,
+                version=self.docs.version,
+                summary=self.docs.summary,
+                description=self.docs.description,
+                routes=self.routes,
+                tags=self.docs.openapi_tags,
+                servers=self.docs.servers,
+            )
+        return self.openapi_schema
+
+    def asyncapi(self) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of the WebSocket routes and ``asyncapi_sources`` (built once)."""
+        if self.asyncapi_schema is None:
+            self.asyncapi_schema = get_asyncapi(
+                title=self.docs.title,
+                version=self.docs.version,
+                description=self.docs.description,
+                routes=self.routes,
+                sources=self.asyncapi_sources,
+            )
+        return self.asyncapi_schema
 
     # -- the hub -------------------------------------------------------------------------
 
@@ -277,6 +355,8 @@ class Faster(APIRouter):
         if isinstance(result, Response):
             await result(scope, receive, send)
             return
+        if route.response_model is not None:
+            result = route.to_response_model(result)
         if route.response_class is not None:
             await route.response_class(result, status_code=route.status_code or 200)(scope, receive, send)
             return

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
@@ -35,6 +35,7 @@ from .params import (
     validation_error,
 )
 from .requests import HTTPConnection, Request
+from .security.oauth2 import SecurityScopes
 from .websockets import WebSocket
 
 _MISSING: Any = msgspec.UNSET
@@ -45,36 +46,59 @@ class Depends:
 
     __slots__ = ("dependency", "use_cache")
 
+    #: OAuth2 scopes this declaration asks for (only :class:`Security` has any).
+    scopes: tuple[str, ...] = ()
+
     def __init__(self, dependency: Callable[..., Any] | None = None, *, use_cache: bool = True) -> None:
         self.dependency = dependency
         self.use_cache = use_cache
 
     def __repr__(self) -> str:
         name = getattr(self.dependency, "__name__", repr(self.dependency))
-        return f"Depends({name})"
+        return f"{type(self).__name__}({name})"
+
+
+class Security(Depends):
+    """``Depends`` that also asks for OAuth2 ``scopes``: the dependency and those below it read
+    them (with the scopes of the ``Security`` above) from a :class:`SecurityScopes` argument,
+    and OpenAPI lists them as the operation's required scopes."""
+
+    __slots__ = ("scopes",)
+
+    def __init__(
+        self,
+        dependency: Callable[..., Any] | None = None,
+        *,
+        scopes: Sequence[str] | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        super().__init__(dependency, use_cache=use_cache)
+        self.scopes = tuple(scopes or ())
 
 
 class _Field:
     """One argument read from the request: where, under which key, converted how."""
 
-    __slots__ = ("convert", "default", "key", "multi", "name", "source")
+    __slots__ = ("annotation", "convert", "default", "key", "multi", "name", "param", "source")
 
-    def __init__(
-        self, name: str, source: ParamSource, key: str, annotation: Any, default: Any
-    ) -> None:
+    def __init__(self, name: str, param: Param, key: str, annotation: Any, default: Any) -> None:
         self.name = name
-        self.source = source
+        self.param = param
+        self.source = source = param.source
         self.key = key
+        self.annotation = annotation
         self.default = default
         self.multi = source is ParamSource.QUERY and is_sequence(annotation)
         self.convert = converter_for(annotation)
 
 
 class _BodyField:
-    __slots__ = ("decoder", "default", "name")
+    __slots__ = ("annotation", "decoder", "default", "name", "param")
 
-    def __init__(self, name: str, annotation: Any, default: Any) -> None:
+    def __init__(self, name: str, param: Param, annotation: Any, default: Any) -> None:
         self.name = name
+        self.param = param
+        self.annotation = annotation
         self.default = default
         self.decoder = msgspec.json.Decoder(annotation)
 
@@ -114,18 +138,24 @@ class Dependant:
         *,
         extra: list[Depends] | None = None,
         use_cache: bool = True,
+        security_scopes: tuple[str, ...] = (),
     ) -> None:
         self.call = call
         self.use_cache = use_cache
+        #: The OAuth2 scopes of every ``Security`` from the route down to this dependency.
+        self.security_scopes = security_scopes
+        # The same dependency asked for different scopes is solved once per set of scopes.
+        self.cache_key: Any = (call, security_scopes) if security_scopes else call
         self.kind = _call_kind(call)
         self.connection_args: list[str] = []
+        self.scopes_args: list[str] = []
         self.fields: list[_Field] = []
         self.body: _BodyField | None = None
         self.sub: list[tuple[str | None, Dependant]] = []
         for dep in extra or ():
             if dep.dependency is None:
                 raise TypeError("Depends() in a dependencies list needs a callable")
-            self.sub.append((None, Dependant(dep.dependency, path_param_names, use_cache=dep.use_cache)))
+            self.sub.append((None, self._sub_dependant(dep.dependency, dep, path_param_names)))
         if inspect.isclass(call):
             annotated: Any = call.__init__  # Depends(SomeClass): the arguments are __init__'s
         elif inspect.isroutine(call):
@@ -145,10 +175,12 @@ class Dependant:
             if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 continue
             self._add(parameter, hints.get(parameter.name, Any), path_param_names)
+        #: The return annotation (what OpenAPI documents as the response), or ``Any``.
+        self.return_annotation: Any = hints.get("return", Any)
         # What the whole tree needs, so a request that needs nothing skips the work.
         self.needs_body: bool = self.body is not None or any(d.needs_body for _, d in self.sub)
         self.needs_stack: bool = self.kind in ("gen", "asyncgen") or any(d.needs_stack for _, d in self.sub)
-        self.trivial = not (self.fields or self.body or self.sub or self.connection_args)
+        self.trivial = not (self.fields or self.body or self.sub or self.connection_args or self.scopes_args)
 
     def _add(self, parameter: inspect.Parameter, annotation: Any, path_names: frozenset[str]) -> None:
         name = parameter.name
@@ -156,10 +188,14 @@ class Dependant:
         marker: Param | Depends | None = None
         if typing.get_origin(annotation) is Annotated:
             base, *metadata = typing.get_args(annotation)
+            constraints = []
             for meta in metadata:
                 if isinstance(meta, Param | Depends):
                     marker = meta
-            annotation = base
+                elif isinstance(meta, msgspec.Meta):
+                    constraints.append(meta)
+            # msgspec.Meta constraints stay on the type, so conversion (and the schema) apply them.
+            annotation = Annotated[(base, *constraints)] if constraints else base
         if isinstance(default, Param | Depends):
             marker = default
             default = marker.default if isinstance(marker, Param) else inspect.Parameter.empty
@@ -169,8 +205,10 @@ class Dependant:
             default = _MISSING
 
         if isinstance(marker, Depends):
-            dependency = marker.dependency or annotation
-            self.sub.append((name, Dependant(dependency, path_names, use_cache=marker.use_cache)))
+            self.sub.append((name, self._sub_dependant(marker.dependency or annotation, marker, path_names)))
+            return
+        if annotation is SecurityScopes:
+            self.scopes_args.append(name)
             return
         if isinstance(annotation, type) and issubclass(annotation, HTTPConnection):
             if annotation not in (HTTPConnection, Request, WebSocket):
@@ -187,7 +225,7 @@ class Dependant:
         if isinstance(marker, Body):
             if self.body is not None:
                 raise TypeError(f"Only one body parameter is supported, got {self.body.name!r} and {name!r}")
-            self.body = _BodyField(name, annotation, default)
+            self.body = _BodyField(name, marker, annotation, default)
             return
         key = marker.alias or name
         if isinstance(marker, Header) and marker.alias is None and marker.convert_underscores:
@@ -196,13 +234,17 @@ class Dependant:
             raise TypeError(f"Path parameter {key!r} is not in the route's path")
         if isinstance(marker, Header | Cookie | Query | Path):
             key = key.lower() if isinstance(marker, Header) else key
-        self.fields.append(_Field(name, marker.source, key, annotation, default))
+        self.fields.append(_Field(name, marker, key, annotation, default))
+
+    def _sub_dependant(self, call: Callable[..., Any], marker: Depends, path_names: frozenset[str]) -> Dependant:
+        scopes = self.security_scopes + tuple(s for s in marker.scopes if s not in self.security_scopes)
+        return Dependant(call, path_names, use_cache=marker.use_cache, security_scopes=scopes)
 
     async def solve(
         self,
         conn: HTTPConnection,
         path_params: dict[str, str],
-        cache: dict[Callable[..., Any], Any],
+        cache: dict[Any, Any],
         stack: AsyncExitStack | None,
         errors: list[dict[str, Any]],
     ) -> dict[str, Any]:
@@ -214,19 +256,21 @@ class Dependant:
         """
         values: dict[str, Any] = {}
         for name, sub in self.sub:
-            if sub.use_cache and sub.call in cache:
-                result = cache[sub.call]
+            if sub.use_cache and sub.cache_key in cache:
+                result = cache[sub.cache_key]
             else:
                 kwargs = await sub.solve(conn, path_params, cache, stack, errors)
                 if errors:
                     continue
                 result = await sub.run(kwargs, stack)
                 if sub.use_cache:
-                    cache[sub.call] = result
+                    cache[sub.cache_key] = result
             if name is not None:
                 values[name] = result
         for name in self.connection_args:
             values[name] = conn
+        for name in self.scopes_args:
+            values[name] = SecurityScopes(list(self.security_scopes))
         for field in self.fields:
             raw = self._raw_value(conn, field, path_params)
             if raw is _MISSING:

@@ -40,13 +40,27 @@ class ParamSource(enum.Enum):
 
 
 class Param:
-    """Where a handler argument comes from, with an optional default and alias."""
+    """Where a handler argument comes from, with an optional default and alias.
+
+    ``description``, ``deprecated`` and ``include_in_schema`` only change the OpenAPI schema.
+    """
 
     source: ParamSource
 
-    def __init__(self, default: Any = _MISSING, *, alias: str | None = None) -> None:
+    def __init__(
+        self,
+        default: Any = _MISSING,
+        *,
+        alias: str | None = None,
+        description: str | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+    ) -> None:
         self.default = default
         self.alias = alias
+        self.description = description
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(default={self.default!r}, alias={self.alias!r})"
@@ -66,9 +80,18 @@ class Header(Param):
     source = ParamSource.HEADER
 
     def __init__(
-        self, default: Any = _MISSING, *, alias: str | None = None, convert_underscores: bool = True
+        self,
+        default: Any = _MISSING,
+        *,
+        alias: str | None = None,
+        convert_underscores: bool = True,
+        description: str | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
     ) -> None:
-        super().__init__(default, alias=alias)
+        super().__init__(
+            default, alias=alias, description=description, deprecated=deprecated, include_in_schema=include_in_schema
+        )
         self.convert_underscores = convert_underscores
 
 
@@ -85,6 +108,8 @@ class Body(Param):
 def is_sequence(annotation: Any) -> bool:
     """True for ``list[int]``-like annotations, which collect repeated query values."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # msgspec.Meta constraints around the type
+        return is_sequence(typing.get_args(annotation)[0])
     if origin in (Union, types.UnionType):
         return any(is_sequence(a) for a in typing.get_args(annotation) if a is not type(None))
     return origin in (list, set, frozenset, tuple)

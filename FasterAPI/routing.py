@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
+import msgspec
+
 from .dependencies import Dependant, Depends
 
 __all__ = ["APIRouter", "HTTPRoute", "Router", "WebSocketRoute"]
@@ -43,7 +45,12 @@ def _parse(path: str) -> tuple[list[str], set[str]]:
 
 
 class BaseRoute:
-    """A path and the compiled plan for its handler."""
+    """A path and the compiled plan for its handler.
+
+    ``tags``, ``responses``, ``summary``, ``description`` (else the handler's docstring),
+    ``deprecated``, ``operation_id`` and ``include_in_schema`` only change the OpenAPI and
+    AsyncAPI documents.
+    """
 
     def __init__(
         self,
@@ -54,20 +61,44 @@ class BaseRoute:
         dependencies: Sequence[Depends] = (),
         tags: Sequence[str] = (),
         responses: Mapping[int | str, Any] | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        deprecated: bool | None = None,
+        operation_id: str | None = None,
+        include_in_schema: bool = True,
     ) -> None:
         self.path = path
         self.endpoint = endpoint
-        self.name = name or getattr(endpoint, "__name__", path)
+        self.name: str = name or str(getattr(endpoint, "__name__", path))
         self.segments, names = _parse(path)
         self.dependencies = list(dependencies)
-        #: FastAPI's documentation metadata, kept for the app to read (nothing serves a schema).
         self.tags = list(tags)
         self.responses: dict[int | str, Any] = dict(responses or {})
+        self.summary = summary
+        self.description = description
+        self.deprecated = deprecated
+        self.operation_id = operation_id
+        self.include_in_schema = include_in_schema
         self.dependant = Dependant(endpoint, frozenset(names), extra=self.dependencies)
+
+    def schema_options(self) -> dict[str, Any]:
+        """The documentation keywords this route was made with (``include_router`` copies them)."""
+        return {
+            "summary": self.summary,
+            "description": self.description,
+            "deprecated": self.deprecated,
+            "operation_id": self.operation_id,
+            "include_in_schema": self.include_in_schema,
+        }
 
 
 class HTTPRoute(BaseRoute):
-    """An HTTP route: methods, status code, and response class for plain return values."""
+    """An HTTP route: methods, status code, and response class for plain return values.
+
+    ``response_model`` (else the return annotation) is what the 2xx response documents; when
+    given, the return value is also converted to it (``msgspec.convert``, reading attributes),
+    so fields it does not declare are left out, as in FastAPI.
+    """
 
     def __init__(
         self,
@@ -81,8 +112,15 @@ class HTTPRoute(BaseRoute):
         dependencies: Sequence[Depends] = (),
         tags: Sequence[str] = (),
         responses: Mapping[int | str, Any] | None = None,
+        response_model: Any = None,
+        response_description: str = "Successful Response",
+        **schema_options: Any,
     ) -> None:
-        super().__init__(path, endpoint, name=name, dependencies=dependencies, tags=tags, responses=responses)
+        super().__init__(
+            path, endpoint, name=name, dependencies=dependencies, tags=tags, responses=responses, **schema_options
+        )
+        self.response_model = response_model
+        self.response_description = response_description
         self.methods = {m.upper() for m in methods}
         if not self.methods:
             raise ValueError(f"Route {path!r} needs at least one HTTP method")
@@ -93,9 +131,18 @@ class HTTPRoute(BaseRoute):
         self.status_code = status_code
         self.response_class = response_class
 
+    def to_response_model(self, result: Any) -> Any:
+        """``result`` as ``response_model`` (a Struct's attributes, a dict's keys...): what it
+        does not declare is left out; a value that does not fit is an error (a 500)."""
+        return msgspec.convert(result, self.response_model, from_attributes=True)
+
 
 class WebSocketRoute(BaseRoute):
-    """A WebSocket route; ``allowed_origins`` overrides the app's list for this route."""
+    """A WebSocket route; ``allowed_origins`` overrides the app's list for this route.
+
+    ``receives`` and ``sends`` name the messages (msgspec Structs, or a union of them) that the
+    client sends and that the route sends back, for the AsyncAPI document.
+    """
 
     def __init__(
         self,
@@ -106,8 +153,13 @@ class WebSocketRoute(BaseRoute):
         dependencies: Sequence[Depends] = (),
         allowed_origins: Sequence[str] | None = None,
         tags: Sequence[str] = (),
+        receives: Any = None,
+        sends: Any = None,
+        **schema_options: Any,
     ) -> None:
-        super().__init__(path, endpoint, name=name, dependencies=dependencies, tags=tags)
+        super().__init__(path, endpoint, name=name, dependencies=dependencies, tags=tags, **schema_options)
+        self.receives = receives
+        self.sends = sends
         if self.dependant.kind != "async":
             raise TypeError(f"WebSocket endpoint {self.name!r} must be an 'async def' function")
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
@@ -307,8 +359,7 @@ class Router:
 class APIRouter:
     """A group of routes with a common prefix, dependencies and tags, added with ``include_router``.
 
-    ``tags`` and ``responses`` are FastAPI's documentation metadata: they are kept on each
-    route (``route.tags``, ``route.responses``) so ported code runs, and change nothing else.
+    ``tags`` and ``responses`` are added to each route's OpenAPI documentation.
     """
 
     def __init__(
@@ -340,8 +391,16 @@ class APIRouter:
         dependencies: Sequence[Depends] = (),
         tags: Sequence[str] = (),
         responses: Mapping[int | str, Any] | None = None,
+        response_model: Any = None,
+        response_description: str = "Successful Response",
+        summary: str | None = None,
+        description: str | None = None,
+        deprecated: bool | None = None,
+        operation_id: str | None = None,
+        include_in_schema: bool = True,
     ) -> Callable[[Handler], Handler]:
-        """Register an HTTP handler for ``methods`` on ``path``."""
+        """Register an HTTP handler for ``methods`` on ``path`` (the documentation keywords are
+        :class:`HTTPRoute`'s)."""
 
         def decorator(func: Handler) -> Handler:
             self.add_route(
@@ -355,6 +414,13 @@ class APIRouter:
                     dependencies=[*self.dependencies, *dependencies],
                     tags=[*self.tags, *tags],
                     responses={**self.responses, **(responses or {})},
+                    response_model=response_model,
+                    response_description=response_description,
+                    summary=summary,
+                    description=description,
+                    deprecated=deprecated,
+                    operation_id=operation_id,
+                    include_in_schema=include_in_schema,
                 )
             )
             return func
@@ -383,8 +449,16 @@ class APIRouter:
         *,
         dependencies: Sequence[Depends] = (),
         allowed_origins: Sequence[str] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        summary: str | None = None,
+        description: str | None = None,
+        deprecated: bool | None = None,
+        operation_id: str | None = None,
+        include_in_schema: bool = True,
     ) -> Callable[[Handler], Handler]:
-        """Register a WebSocket handler on ``path``."""
+        """Register a WebSocket handler on ``path``; ``receives``/``sends`` document its messages
+        in the AsyncAPI document (see :class:`WebSocketRoute`)."""
 
         def decorator(func: Handler) -> Handler:
             self.add_route(
@@ -395,6 +469,13 @@ class APIRouter:
                     dependencies=[*self.dependencies, *dependencies],
                     allowed_origins=allowed_origins,
                     tags=self.tags,
+                    receives=receives,
+                    sends=sends,
+                    summary=summary,
+                    description=description,
+                    deprecated=deprecated,
+                    operation_id=operation_id,
+                    include_in_schema=include_in_schema,
                 )
             )
             return func
@@ -409,15 +490,18 @@ class APIRouter:
         tags: Sequence[str] = (),
         dependencies: Sequence[Depends] = (),
         responses: Mapping[int | str, Any] | None = None,
+        include_in_schema: bool = True,
     ) -> None:
         """Add every route of ``router`` under ``prefix`` (after this router's own prefix).
 
         ``dependencies`` run for each of those routes, after this router's and before
         ``router``'s own (an auth check for a whole router); ``tags`` and ``responses`` are
-        added to each route's metadata, as FastAPI does.
+        added to each route's metadata, as FastAPI does; ``include_in_schema=False`` leaves
+        them all out of the documents.
         """
         _check_prefix(prefix)
-        extra = _Including(self.prefix + prefix, [*self.dependencies, *dependencies], list(tags), dict(responses or {}))
+        dependencies = [*self.dependencies, *dependencies]
+        extra = _Including(self.prefix + prefix, dependencies, list(tags), dict(responses or {}), include_in_schema)
         for route in router.routes:
             self.add_route(_included(route, extra))
 
@@ -434,11 +518,14 @@ class _Including(NamedTuple):
     dependencies: list[Depends]
     tags: list[str]
     responses: dict[int | str, Any]
+    include_in_schema: bool
 
 
 def _included(route: BaseRoute, extra: _Including) -> BaseRoute:
     deps = [*extra.dependencies, *route.dependencies]
     tags = [*extra.tags, *route.tags]
+    schema_options = route.schema_options()
+    schema_options["include_in_schema"] = route.include_in_schema and extra.include_in_schema
     if isinstance(route, WebSocketRoute):
         origins = None if route.allowed_origins is None else sorted(route.allowed_origins)
         return WebSocketRoute(
@@ -448,6 +535,9 @@ def _included(route: BaseRoute, extra: _Including) -> BaseRoute:
             dependencies=deps,
             allowed_origins=origins,
             tags=tags,
+            receives=route.receives,
+            sends=route.sends,
+            **schema_options,
         )
     assert isinstance(route, HTTPRoute)
     return HTTPRoute(
@@ -460,4 +550,7 @@ def _included(route: BaseRoute, extra: _Including) -> BaseRoute:
         dependencies=deps,
         tags=tags,
         responses={**extra.responses, **route.responses},
+        response_model=route.response_model,
+        response_description=route.response_description,
+        **schema_options,
     )

@@ -89,7 +89,9 @@ def test_blocks_are_found_and_classified() -> None:
 def test_python_block_runs(block: Block) -> None:
     # Blank lines in front keep the line numbers of a traceback those of the page.
     source = "\n" * (block.line - 1) + block.code
-    exec(compile(source, str(block.path), "exec"), {"__name__": "docs_block"})
+    # dont_inherit: the block runs as a user's script would, not under this module's
+    # ``from __future__ import annotations`` (msgspec could not resolve a Struct's annotations).
+    exec(compile(source, str(block.path), "exec", dont_inherit=True), {"__name__": "docs_block"})
 
 
 def test_readme_links_into_the_site_resolve() -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,3 +181,19 @@ def test_fasterapi_publish_from_the_wheel_reaches_a_client(installed: Path, redi
                 return str(await asyncio.wait_for(ws.recv(), TIMEOUT))
 
         assert asyncio.run(scenario()) == "from a shell"
+
+
+def test_the_wheel_carries_the_documentation_viewers(installed: Path) -> None:
+    """/docs and /redoc from the installed wheel: the vendored files are package data."""
+    with fasterapi_run(installed) as (server, _):
+        docs = http(f"{server.base_url}/docs")
+        redoc = http(f"{server.base_url}/redoc")
+        assets = re.findall(r'(?:src|href)="([^"]+)"', docs.body.decode() + redoc.body.decode())
+        served = {asset: http(f"{server.base_url}{asset}") for asset in assets}
+    assert docs.status == 200 and redoc.status == 200
+    assert len(assets) == 3
+    manifest = json.loads((ROOT / "FasterAPI" / "static" / "vendor" / "manifest.json").read_text())
+    for asset, answer in served.items():
+        package, name = asset.split("?")[0].split("/")[-2:]
+        assert answer.status == 200, asset
+        assert hashlib.sha256(answer.body).hexdigest() == manifest[package]["files"][name]

@@ -1,0 +1,64 @@
+"""OAuth2: the password-flow bearer token and the scopes a ``Security`` dependency asks for.
+
+``OAuth2PasswordRequestForm`` is not here: it reads a form body, which FasterAPI does not
+parse yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..openapi.models import OAuth2, OAuthFlowPassword, OAuthFlows
+from ..requests import HTTPConnection
+from .base import SecurityBase, refusal
+from .utils import bearer_token
+
+__all__ = ["OAuth2PasswordBearer", "SecurityScopes"]
+
+
+class SecurityScopes:
+    """The OAuth2 scopes asked for by every ``Security(...)`` from the route down to the
+    dependency that declares an argument of this type."""
+
+    __slots__ = ("scopes",)
+
+    def __init__(self, scopes: list[str] | None = None) -> None:
+        self.scopes: list[str] = list(scopes or [])
+
+    @property
+    def scope_str(self) -> str:
+        """The scopes separated by spaces, as in a token's ``scope`` claim or ``WWW-Authenticate``."""
+        return " ".join(self.scopes)
+
+    def __repr__(self) -> str:
+        return f"SecurityScopes({self.scopes!r})"
+
+
+class OAuth2PasswordBearer(SecurityBase):
+    """The bearer token of OAuth2's password flow (issued at ``tokenUrl``); gives the token string.
+
+    Read like :class:`~FasterAPI.security.HTTPBearer`; a 401 when absent (``None`` with
+    ``auto_error=False``). Checking the token, and its scopes, is the application's job.
+    """
+
+    def __init__(
+        self,
+        tokenUrl: str,
+        scheme_name: str | None = None,
+        scopes: Mapping[str, str] | None = None,
+        description: str | None = None,
+        auto_error: bool = True,
+        refreshUrl: str | None = None,
+    ) -> None:
+        flow = OAuthFlowPassword(tokenUrl=tokenUrl, refreshUrl=refreshUrl, scopes=dict(scopes or {}))
+        self.model = OAuth2(flows=OAuthFlows(password=flow), description=description)
+        self.scheme_name = scheme_name or type(self).__name__
+        self.auto_error = auto_error
+
+    async def __call__(self, conn: HTTPConnection) -> str | None:
+        scheme, token = bearer_token(conn)
+        if not token or scheme.lower() != "bearer":
+            if self.auto_error:
+                raise refusal(conn, "Not authenticated", {"WWW-Authenticate": "Bearer"})
+            return None
+        return token
