@@ -7,13 +7,16 @@ are answered by a single dict lookup.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from .dependencies import Dependant, Depends
+from .types import ASGIApp, Scope
 
-__all__ = ["APIRouter", "HTTPRoute", "Router", "WebSocketRoute"]
+__all__ = ["APIRouter", "HTTPRoute", "Mount", "Router", "WebSocketRoute"]
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -82,6 +85,8 @@ class HTTPRoute(BaseRoute):
         tags: Sequence[str] = (),
         responses: Mapping[int | str, Any] | None = None,
     ) -> None:
+        if inspect.isasyncgenfunction(endpoint):
+            endpoint = _streaming_endpoint(endpoint, path, response_class)
         super().__init__(path, endpoint, name=name, dependencies=dependencies, tags=tags, responses=responses)
         self.methods = {m.upper() for m in methods}
         if not self.methods:
@@ -92,6 +97,24 @@ class HTTPRoute(BaseRoute):
             self.methods.add("HEAD")
         self.status_code = status_code
         self.response_class = response_class
+
+
+def _streaming_endpoint(endpoint: Callable[..., Any], path: str, response_class: type | None) -> Callable[..., Any]:
+    """An async generator handler, as FastAPI's SSE routes are: a handler returning its generator,
+    which ``response_class`` (``EventSourceResponse``, ``StreamingResponse``) then streams."""
+    from .responses import StreamingResponse
+
+    if response_class is None or not issubclass(response_class, StreamingResponse):
+        raise TypeError(
+            f"The handler of {path!r} is an async generator: declare how to stream what it yields, "
+            "e.g. response_class=EventSourceResponse (FasterAPI.sse) or StreamingResponse"
+        )
+
+    @functools.wraps(endpoint)
+    async def start(**kwargs: Any) -> Any:
+        return endpoint(**kwargs)
+
+    return start
 
 
 class WebSocketRoute(BaseRoute):
@@ -111,6 +134,35 @@ class WebSocketRoute(BaseRoute):
         if self.dependant.kind != "async":
             raise TypeError(f"WebSocket endpoint {self.name!r} must be an 'async def' function")
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
+
+
+class Mount:
+    """An ASGI app serving everything under ``path`` (``app.mount("/static", StaticFiles(...))``)."""
+
+    def __init__(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
+        if path == "/":
+            path = ""
+        if path and (not path.startswith("/") or path.endswith("/")):
+            raise ValueError(f"A mount path must start with '/' and not end with '/', got {path!r}")
+        if "{" in path:
+            raise ValueError(f"A mount path takes no parameters, got {path!r}")
+        self.path = path
+        self.app = app
+        self.name = name
+
+    def child_scope(self, scope: Scope) -> Scope | None:
+        """The scope ``app`` sees for a request under this mount, or None if it is not under it."""
+        path: str = scope["path"]
+        prefix = self.path
+        if not path.startswith(prefix):
+            return None
+        rest = path[len(prefix) :]
+        if rest and not rest.startswith("/"):
+            return None  # "/staticfoo" is not under "/static"
+        child = dict(scope)
+        child["path"] = rest
+        child["root_path"] = scope.get("root_path", "") + prefix
+        return child
 
 
 _ANY_HTTP = "*"  # a _walk target: any node with an HTTP route (for 405)
@@ -162,6 +214,8 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: list[BaseRoute] = []
+        #: Mounted apps, longest path first (tried when no route takes a request).
+        self.mounts: list[Mount] = []
         self._root = _Node()
         # Parameter-free paths: one dict lookup, no tree walk.
         self._static: dict[str, _Node] = {}
@@ -203,6 +257,24 @@ class Router:
         if not has_params:
             self._static["/" + "/".join(route.segments)] = node
         self.routes.append(route)
+
+    def mount(self, mount: Mount) -> None:
+        if any(other.path == mount.path for other in self.mounts):
+            raise ValueError(f"Something is already mounted at {mount.path or '/'!r}")
+        self.mounts.append(mount)
+        self.mounts.sort(key=lambda m: len(m.path), reverse=True)
+
+    def match_mount(self, scope: Scope) -> tuple[Mount, Scope] | None:
+        """The mount under which ``scope``'s path falls, and the scope its app is called with.
+
+        The mount's own path (``/static``) comes with an empty ``path``: an HTTP app such as
+        StaticFiles redirects it to ``/static/``.
+        """
+        for mount in self.mounts:
+            child = mount.child_scope(scope)
+            if child is not None:
+                return mount, child
+        return None
 
     def _check(self, route: BaseRoute) -> None:
         """Raise ValueError if ``route`` conflicts with the routes already added."""
