@@ -14,6 +14,7 @@ from FasterAPI import Faster, WebSocket, WebSocketDisconnect
 from FasterAPI.middleware.cors import CORSMiddleware
 from FasterAPI.responses import PlainTextResponse
 from FasterAPI.testclient import TestClient
+from FasterAPI.testclient.responses import TestResponse
 from tests.servers import REPO_ROOT, run_uvicorn
 
 ORIGIN = "https://app.example.com"
@@ -35,7 +36,7 @@ def make_client(**options: object) -> TestClient:
     return TestClient(app)
 
 
-def preflight(client: TestClient, origin: str, method: str = "POST", headers: str | None = None) -> object:
+def preflight(client: TestClient, origin: str, method: str = "POST", headers: str | None = None) -> TestResponse:
     request_headers = {"origin": origin, "access-control-request-method": method}
     if headers is not None:
         request_headers["access-control-request-headers"] = headers
@@ -43,7 +44,9 @@ def preflight(client: TestClient, origin: str, method: str = "POST", headers: st
 
 
 def test_preflight_for_an_allowed_origin_lists_what_is_allowed() -> None:
-    client = make_client(allow_origins=[ORIGIN], allow_methods=["GET", "POST"], allow_headers=["Authorization"], max_age=42)
+    client = make_client(
+        allow_origins=[ORIGIN], allow_methods=["GET", "POST"], allow_headers=["Authorization"], max_age=42
+    )
     response = preflight(client, ORIGIN, "POST", "authorization, content-type")
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == ORIGIN
