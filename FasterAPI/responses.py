@@ -306,9 +306,9 @@ class FileResponse(Response):
             for key, value in headers.items():
                 self.headers.append(key, value)
         if filename is not None:
-            quoted = quote(filename)
-            if quoted != filename:  # RFC 6266: non-ASCII names go in filename*
-                disposition = f"{content_disposition_type}; filename*=utf-8''{quoted}"
+            plain = filename.isascii() and filename.isprintable() and not any(c in filename for c in '"\\')
+            if not plain:  # RFC 6266: other names go percent-encoded in filename*
+                disposition = f"{content_disposition_type}; filename*=utf-8''{quote(filename)}"
             else:
                 disposition = f'{content_disposition_type}; filename="{filename}"'
             self.headers.setdefault("content-disposition", disposition)
