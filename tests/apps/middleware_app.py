@@ -12,7 +12,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 
-from FasterAPI import Faster, Header
+from FasterAPI import Faster, Header, WebSocket
 from FasterAPI.middleware.cors import CORSMiddleware
 from FasterAPI.middleware.gzip import GZipMiddleware
 from FasterAPI.responses import HTMLResponse
@@ -67,3 +67,15 @@ PAGE = """<!doctype html><title>cross-origin</title><body>a page on another orig
 @app.get("/page")
 async def page() -> HTMLResponse:
     return HTMLResponse(PAGE)
+
+
+@app.websocket("/ws/room")
+async def room(websocket: WebSocket) -> None:
+    """Joins room "r", says which sink the hub delivers through, then relays one broadcast."""
+    await websocket.accept()
+    await websocket.join("r")
+    sink = app.hub.connections[websocket.id].sink
+    await websocket.send_text(f"sink {type(sink).__name__}")
+    text = await websocket.receive_text()
+    await app.broadcast("r", text)
+    await websocket.receive_text()  # until the client leaves

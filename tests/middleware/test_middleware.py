@@ -16,6 +16,9 @@ from FasterAPI.middleware.gzip import GZipMiddleware
 from FasterAPI.responses import PlainTextResponse, Response, StreamingResponse
 from FasterAPI.testclient import TestClient
 from FasterAPI.types import ASGIApp, Message, Receive, Scope, Send
+from tests.servers import run_uvicorn
+
+PROTOCOL = "FasterAPI.server.protocol:FasterWebSocketProtocol"
 
 
 class Tag:
@@ -317,3 +320,21 @@ def _http_scope(path: str) -> Scope:
         "server": ("testserver", 80),
         "extensions": {},
     }
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("ws_option", "sink"), [([], "Outbox"), (["--ws", PROTOCOL], "FasterWebSocketProtocol")])
+def test_broadcasts_keep_their_path_with_cors_and_gzip_installed(ws_option: list[str], sink: str) -> None:
+    """On our server the hub still writes each broadcast frame itself (frame-once); on plain
+    uvicorn through the ASGI outbox, whose send is the server's own (no middleware wraps it)."""
+    asyncio.run(_broadcast_through(ws_option, sink))
+
+
+async def _broadcast_through(ws_option: list[str], sink: str) -> None:
+    from websockets.asyncio.client import connect
+
+    with run_uvicorn("tests.apps.middleware_app:app", extra_args=ws_option) as server:
+        async with connect(server.ws_url + "/ws/room") as ws:
+            assert await asyncio.wait_for(ws.recv(), 30) == f"sink {sink}"
+            await ws.send("hello room")
+            assert await asyncio.wait_for(ws.recv(), 30) == "hello room"
