@@ -112,7 +112,8 @@ class _Downstream:
         while True:
             message = await self._next_message()
             if message is None:
-                raise RuntimeError("The app ended its response without its last body message")
+                # The app stopped early: an event stream whose client left does. End here too.
+                return
             if message["type"] != "http.response.body":
                 continue
             body: bytes = message.get("body", b"")

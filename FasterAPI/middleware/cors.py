@@ -70,6 +70,8 @@ class CORSMiddleware:
         self.max_age = str(max_age)
         # Only "any origin, no credentials" has the same answer for everyone: "*".
         self.static_wildcard = self.allow_all_origins and not allow_credentials
+        #: The headers an actual response gets, by request origin (few origins call an API).
+        self._response_headers: dict[str, list[tuple[bytes, bytes]]] = {}
 
     def origin_allowed(self, origin: str) -> bool:
         if self.allow_all_origins or origin in self.allow_origins:
@@ -136,16 +138,26 @@ class CORSMiddleware:
 
         return send_with_vary
 
-    def _with_cors_headers(self, send: Send, origin: str) -> Send:
-        allowed = self.origin_allowed(origin)
-        extra: list[tuple[bytes, bytes]] = []
-        if allowed:
+    def response_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of a response to a request from ``origin`` (none if it is not allowed)."""
+        extra = self._response_headers.get(origin)
+        if extra is not None:
+            return extra
+        extra = []
+        if self.origin_allowed(origin):
             value = "*" if self.static_wildcard else origin
             extra.append((b"access-control-allow-origin", value.encode("latin-1")))
             if self.allow_credentials:
                 extra.append((b"access-control-allow-credentials", b"true"))
             if self.expose_headers:
                 extra.append((b"access-control-expose-headers", self.expose_headers.encode("latin-1")))
+        if len(self._response_headers) >= 256:
+            self._response_headers.clear()  # many distinct origins: start over rather than grow
+        self._response_headers[origin] = extra
+        return extra
+
+    def _with_cors_headers(self, send: Send, origin: str) -> Send:
+        extra = self.response_headers(origin)
         vary = not self.static_wildcard
 
         async def send_with_cors(message: Message) -> None:

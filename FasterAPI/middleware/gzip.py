@@ -21,8 +21,22 @@ __all__ = ["GZipMiddleware"]
 UNCOMPRESSED_TYPES = (b"text/event-stream",)
 
 
+#: Answers of :func:`accepts_gzip` by header value: clients send a handful of distinct values.
+_accepts_cache: dict[bytes, bool] = {}
+_ACCEPTS_CACHE_SIZE = 256
+
+
 def accepts_gzip(header: bytes) -> bool:
     """Whether an ``Accept-Encoding`` value allows gzip (``gzip;q=0`` forbids it, ``*`` allows it)."""
+    answer = _accepts_cache.get(header)
+    if answer is None:
+        if len(_accepts_cache) >= _ACCEPTS_CACHE_SIZE:
+            _accepts_cache.clear()  # odd values from odd clients: start over rather than grow
+        answer = _accepts_cache[header] = _parse_accepts_gzip(header)
+    return answer
+
+
+def _parse_accepts_gzip(header: bytes) -> bool:
     allowed_by_star = False
     for item in header.split(b","):
         coding, _, params = item.strip().partition(b";")

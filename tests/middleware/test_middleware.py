@@ -14,6 +14,7 @@ from FasterAPI.middleware.base import BaseHTTPMiddleware, CallNext
 from FasterAPI.middleware.cors import CORSMiddleware
 from FasterAPI.middleware.gzip import GZipMiddleware
 from FasterAPI.responses import PlainTextResponse, Response, StreamingResponse
+from FasterAPI.sse import EventSourceResponse, ServerSentEvent
 from FasterAPI.testclient import TestClient
 from FasterAPI.types import ASGIApp, Message, Receive, Scope, Send
 from tests.servers import run_uvicorn
@@ -338,3 +339,49 @@ async def _broadcast_through(ws_option: list[str], sink: str) -> None:
             assert await asyncio.wait_for(ws.recv(), 30) == f"sink {sink}"
             await ws.send("hello room")
             assert await asyncio.wait_for(ws.recv(), 30) == "hello room"
+
+
+def test_an_event_stream_behind_function_middleware_ends_quietly_when_the_client_leaves() -> None:
+    asyncio.run(_event_stream_through_function_middleware())
+
+
+async def _event_stream_through_function_middleware() -> None:
+    app = Faster()
+    closed = asyncio.Event()
+
+    @app.middleware("http")
+    async def passthrough(request: Request, call_next: CallNext) -> Response:
+        return await call_next(request)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        try:
+            yield ServerSentEvent(raw_data="one")
+            await asyncio.Event().wait()
+        finally:
+            closed.set()
+
+    @app.get("/events")
+    async def stream() -> EventSourceResponse:
+        return EventSourceResponse(events())
+
+    first = asyncio.Event()
+    bodies: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message.get("body", b""))
+            first.set()
+
+    requested = False
+
+    async def receive() -> Message:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await first.wait()
+        return {"type": "http.disconnect"}
+
+    await asyncio.wait_for(app(_http_scope("/events"), receive, send), 30)
+    assert closed.is_set()
+    assert bodies[0] == b"data: one\n\n"
