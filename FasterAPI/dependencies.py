@@ -203,8 +203,9 @@ class Dependant:
         self.needs_stack: bool = self.kind in ("gen", "asyncgen") or any(d.needs_stack for _, d in self.sub)
         #: Whether a BackgroundTasks is handed out somewhere in the tree (the app runs it after the response).
         self.background: bool = bool(self.background_args) or any(d.background for _, d in self.sub)
-        #: Whether the tree reads a form (the app closes its uploaded files after the response).
-        self.form: bool = bool(self.form_fields) or any(d.form for _, d in self.sub)
+        #: Whether the tree reads a form, or may (it takes the request, whose form() it may call):
+        #: the app then closes the uploaded files after the response.
+        self.form: bool = bool(self.form_fields or self.connection_args) or any(d.form for _, d in self.sub)
         #: Whether the app has work to do once the response is sent (the hot path checks just this).
         self.after_response = self.background or self.form
         self.trivial = not (

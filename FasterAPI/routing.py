@@ -117,6 +117,10 @@ def _streaming_endpoint(endpoint: Callable[..., Any], path: str, response_class:
     return start
 
 
+def _reads_form_fields(dependant: Dependant) -> bool:
+    return bool(dependant.form_fields) or any(_reads_form_fields(sub) for _, sub in dependant.sub)
+
+
 class WebSocketRoute(BaseRoute):
     """A WebSocket route; ``allowed_origins`` overrides the app's list for this route."""
 
@@ -133,6 +137,10 @@ class WebSocketRoute(BaseRoute):
         super().__init__(path, endpoint, name=name, dependencies=dependencies, tags=tags)
         if self.dependant.kind != "async":
             raise TypeError(f"WebSocket endpoint {self.name!r} must be an 'async def' function")
+        if _reads_form_fields(self.dependant):
+            raise TypeError(
+                f"WebSocket endpoint {self.name!r} takes Form or File parameters: only HTTP requests have forms"
+            )
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
 
 

@@ -8,7 +8,7 @@ import httpx
 import msgspec
 import pytest
 
-from FasterAPI import Faster, File, Form, Request, UploadFile
+from FasterAPI import Faster, File, Form, Request, UploadFile, WebSocket
 from FasterAPI.testclient import TestClient
 from tests.servers import run_uvicorn
 
@@ -131,3 +131,29 @@ def test_a_large_upload_through_a_real_server_spools_to_disk() -> None:
         response = httpx.post(f"{server}/upload", files={"file": ("big.bin", content)}, data={"note": "n"}, timeout=60)
     assert response.status_code == 200, response.text
     assert response.json() == {"filename": "big.bin", "size": len(content), "on_disk": True, "same": True, "note": "n"}
+
+
+def test_form_parameters_on_a_websocket_route_are_refused_when_added() -> None:
+    app = Faster()
+
+    async def ws(websocket: WebSocket, name: str = Form()) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="only HTTP requests have forms"):
+        app.websocket("/ws")(ws)
+
+
+def test_files_read_with_request_form_are_closed_after_the_response() -> None:
+    app = Faster()
+    opened: list[UploadFile] = []
+
+    @app.post("/keep")
+    async def keep(request: Request) -> dict[str, bool]:
+        form = await request.form()
+        upload = form["file"]
+        assert isinstance(upload, UploadFile)
+        opened.append(upload)
+        return {"closed": upload.file.closed}
+
+    assert TestClient(app).post("/keep", files={"file": ("a.txt", b"abc")}).json() == {"closed": False}
+    assert opened[0].file.closed

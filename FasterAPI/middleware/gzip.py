@@ -120,7 +120,15 @@ class _GZipSender:
                 await self.send_to(message)
                 return
             self.compressor = zlib.compressobj(self.level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers = []
+            for key, value in start.get("headers", []):
+                name = key.lower()
+                if name == b"content-length":
+                    continue
+                if name == b"etag" and not value.startswith(b"W/"):
+                    # The compressed bytes are another representation: its validator is weak.
+                    value = b"W/" + value
+                headers.append((key, value))
             headers.append((b"content-encoding", b"gzip"))
             start["headers"] = headers
             _add_vary(start, b"Accept-Encoding")

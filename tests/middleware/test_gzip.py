@@ -7,13 +7,14 @@ import socket
 import time
 import zlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from FasterAPI import Faster, WebSocket
 from FasterAPI.middleware.gzip import GZipMiddleware, accepts_gzip
-from FasterAPI.responses import PlainTextResponse, Response, StreamingResponse
+from FasterAPI.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from FasterAPI.sse import EventSourceResponse, ServerSentEvent
 from FasterAPI.testclient import TestClient
 from tests.servers import run_uvicorn
@@ -152,3 +153,23 @@ def test_a_server_sent_event_behind_gzip_reaches_the_client_before_the_stream_en
         compressed = httpx.get(f"{server}/big", headers={"accept-encoding": "gzip"}, timeout=30)
         assert compressed.headers["content-encoding"] == "gzip"
         assert compressed.json() == {"text": "compress me " * 200}
+
+
+def test_a_compressed_file_gets_a_weak_etag_that_still_validates(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(TEXT)
+    app = Faster()
+    app.add_middleware(GZipMiddleware)
+
+    @app.get("/page")
+    async def get_page() -> FileResponse:
+        return FileResponse(page)
+
+    client = TestClient(app)
+    plain = client.get("/page")
+    compressed = client.get("/page", headers={"accept-encoding": "gzip"})
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert compressed.headers["etag"] == "W/" + plain.headers["etag"]
+    assert zlib.decompress(compressed.content, 16 + zlib.MAX_WBITS).decode() == TEXT
+    again = client.get("/page", headers={"accept-encoding": "gzip", "if-none-match": compressed.headers["etag"]})
+    assert again.status_code == 304
