@@ -89,6 +89,9 @@ class Faster(APIRouter):
         self.open_websockets = 0
         #: The middleware, outermost first (``add_middleware`` inserts at the front).
         self.user_middleware: list[Middleware] = list(middleware)
+        for entry in self.user_middleware:
+            if not isinstance(entry, Middleware):
+                raise TypeError(f"Faster(middleware=[...]) takes Middleware(cls, **options) entries, got {entry!r}")
         #: Per scope type, the app wrapped in its middleware; built on the first call.
         self._chains: dict[str, ASGIApp] | None = None
         #: ``{dependency: replacement}``, consulted for every HTTP and WebSocket route (tests).
