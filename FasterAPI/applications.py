@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -162,7 +163,7 @@ class Faster(APIRouter):
         return decorator
 
     def _build_middleware(self) -> dict[str, ASGIApp]:
-        self._chains = build_chains(self.user_middleware, self)
+        self._chains = build_chains(self.user_middleware, functools.partial(self.__call__, _routed=True))
         return self._chains
 
     # -- the hub -------------------------------------------------------------------------
@@ -223,11 +224,11 @@ class Faster(APIRouter):
 
     # -- ASGI ----------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("app") is not self:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, *, _routed: bool = False) -> None:
+        scope["app"] = self
+        if not _routed:
             # From the server: through the middleware chain for this scope type, if there is
-            # one; the chain ends in this app again, which then finds itself in the scope.
-            scope["app"] = self
+            # one. The chain ends in this method again, with ``_routed`` (a partial: no frame).
             chains = self._chains
             if chains is None:
                 chains = self._build_middleware()

@@ -385,3 +385,32 @@ async def _event_stream_through_function_middleware() -> None:
     await asyncio.wait_for(app(_http_scope("/events"), receive, send), 30)
     assert closed.is_set()
     assert bodies[0] == b"data: one\n\n"
+
+
+def test_every_call_goes_through_the_middleware_even_with_a_reused_scope() -> None:
+    """Nothing in the scope marks it as having passed the middleware: a harness that calls the
+    app twice with one scope dict, or an app that calls itself, gets the middleware each time."""
+    asyncio.run(_reused_scope())
+
+
+async def _reused_scope() -> None:
+    app = Faster()
+    app.add_middleware(Tag, name="outer")
+
+    @app.get("/")
+    async def index() -> dict[str, bool]:
+        return {"ok": True}
+
+    scope = _http_scope("/")
+    tags: list[list[bytes]] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            tags.append([v for k, v in message["headers"] if k == b"x-order"])
+
+    for _ in range(2):
+        await app(scope, receive, send)
+    assert tags == [[b"outer"], [b"outer"]]
