@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..datastructures import MutableHeaders
@@ -18,6 +19,8 @@ from ..responses import Response, StreamingResponse
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BaseHTTPMiddleware", "CallNext", "DispatchFunction"]
+
+logger = logging.getLogger("fasterapi")
 
 CallNext = Callable[[Request], Awaitable[Response]]
 DispatchFunction = Callable[[Request, CallNext], Awaitable[Response]]
@@ -69,6 +72,8 @@ class _Downstream:
         self.task: asyncio.Task[None] | None = None
         self.body_done = False
         self.replayed = False
+        #: Whether the app's end (and any exception of it) was already handed to the middleware.
+        self.seen_end = False
 
     async def call_next(self, request: Request) -> Response:
         if self.task is not None:
@@ -103,7 +108,8 @@ class _Downstream:
         if getter.done():
             return getter.result()
         getter.cancel()
-        self.task.result()  # raises what the app raised
+        self.seen_end = True
+        self.task.result()  # raises what the app raised, to call_next's caller
         if not self.messages.empty():
             return self.messages.get_nowait()
         return None
@@ -127,9 +133,14 @@ class _Downstream:
         """After the response: let the app finish (its background tasks run now), or stop it if
         its response was not passed on."""
         task = self.task
-        if task is None or task.done():
+        if task is None or self.seen_end:
             return
-        if not self.body_done:
+        if not task.done() and not self.body_done:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            try:
+                await task
+            except Exception:
+                # The response that failed was not passed on (the middleware answered with its
+                # own), so nobody else will see this.
+                logger.exception("The app failed behind middleware %s", self.scope.get("path"))

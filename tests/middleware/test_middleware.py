@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -414,3 +415,31 @@ async def _reused_scope() -> None:
     for _ in range(2):
         await app(scope, receive, send)
     assert tags == [[b"outer"], [b"outer"]]
+
+
+def test_an_app_failure_the_middleware_did_not_pass_on_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The middleware answers with its own response while the app's failed: logged, not lost."""
+
+    class Failing:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            raise RuntimeError("failed mid-response")
+
+    app = Faster()
+    app.add_middleware(Failing)
+
+    @app.middleware("http")
+    async def replace(request: Request, call_next: CallNext) -> Response:
+        await call_next(request)
+        return PlainTextResponse("replaced")
+
+    @app.get("/")
+    async def index() -> dict[str, bool]:
+        return {"ok": True}
+
+    with caplog.at_level(logging.ERROR, logger="fasterapi"):
+        assert TestClient(app).get("/").text == "replaced"
+    assert any("failed behind middleware" in r.getMessage() for r in caplog.records)
