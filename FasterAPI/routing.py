@@ -85,7 +85,7 @@ class HTTPRoute(BaseRoute):
         tags: Sequence[str] = (),
         responses: Mapping[int | str, Any] | None = None,
     ) -> None:
-        if inspect.isasyncgenfunction(endpoint):
+        if inspect.isasyncgenfunction(endpoint) or inspect.isgeneratorfunction(endpoint):
             endpoint = _streaming_endpoint(endpoint, path, response_class)
         super().__init__(path, endpoint, name=name, dependencies=dependencies, tags=tags, responses=responses)
         self.methods = {m.upper() for m in methods}
@@ -100,14 +100,20 @@ class HTTPRoute(BaseRoute):
 
 
 def _streaming_endpoint(endpoint: Callable[..., Any], path: str, response_class: type | None) -> Callable[..., Any]:
-    """An async generator handler, as FastAPI's SSE routes are: a handler returning its generator,
+    """A generator handler, as FastAPI's SSE routes are: a handler returning its generator,
     which ``response_class`` (``EventSourceResponse``, ``StreamingResponse``) then streams."""
     from .responses import StreamingResponse
+    from .sse import EventSourceResponse
 
     if response_class is None or not issubclass(response_class, StreamingResponse):
         raise TypeError(
-            f"The handler of {path!r} is an async generator: declare how to stream what it yields, "
+            f"The handler of {path!r} is a generator: declare how to stream what it yields, "
             "e.g. response_class=EventSourceResponse (FasterAPI.sse) or StreamingResponse"
+        )
+    if issubclass(response_class, EventSourceResponse) and not inspect.isasyncgenfunction(endpoint):
+        raise TypeError(
+            f"The handler of {path!r} streams server-sent events: make it an 'async def' generator "
+            "(a plain generator would block the event loop while it waits for its next event)"
         )
 
     @functools.wraps(endpoint)

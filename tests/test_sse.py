@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
 import pytest
 
 from FasterAPI import Faster
+from FasterAPI.responses import StreamingResponse
 from FasterAPI.sse import KEEPALIVE_COMMENT, EventSourceResponse, ServerSentEvent, format_sse_event
 from FasterAPI.testclient import TestClient
 from FasterAPI.types import Message
@@ -150,3 +151,16 @@ async def _send_fails() -> None:
 
     await asyncio.wait_for(EventSourceResponse(items())({"type": "http"}, receive, send), 30)
     assert closed.is_set()
+
+
+def test_a_plain_generator_cannot_stream_events_but_can_stream_bytes() -> None:
+    app = Faster()
+
+    def chunks() -> Iterator[bytes]:
+        yield b"a"
+        yield b"b"
+
+    with pytest.raises(TypeError, match="'async def' generator"):
+        app.get("/events", response_class=EventSourceResponse)(chunks)
+    app.get("/bytes", response_class=StreamingResponse)(chunks)
+    assert TestClient(app).get("/bytes").content == b"ab"
