@@ -15,7 +15,8 @@ __version__: str
 if TYPE_CHECKING:
     from . import status
     from .applications import Faster
-    from .datastructures import URL, Headers, QueryParams, State
+    from .background import BackgroundTasks
+    from .datastructures import URL, Headers, QueryParams, State, UploadFile
     from .dependencies import Depends, Security
     from .exceptions import (
         HTTPException,
@@ -26,10 +27,11 @@ if TYPE_CHECKING:
         WebSocketException,
         WebSocketRequestValidationError,
     )
-    from .params import Body, Cookie, Header, Path, Query
+    from .params import Body, Cookie, File, Form, Header, Path, Query
     from .pubsub.history import History, JoinResult, Position
     from .requests import Request
     from .responses import (
+        FileResponse,
         HTMLResponse,
         JSONResponse,
         PlainTextResponse,
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 #: Public name -> the module that defines it.
 _PUBLIC: dict[str, str] = {
     "Faster": "applications",
+    "BackgroundTasks": "background",
+    "UploadFile": "datastructures",
     "URL": "datastructures",
     "Headers": "datastructures",
     "QueryParams": "datastructures",
@@ -59,6 +63,8 @@ _PUBLIC: dict[str, str] = {
     "WebSocketRequestValidationError": "exceptions",
     "Body": "params",
     "Cookie": "params",
+    "File": "params",
+    "Form": "params",
     "Header": "params",
     "Path": "params",
     "Query": "params",
@@ -66,6 +72,7 @@ _PUBLIC: dict[str, str] = {
     "JoinResult": "pubsub.history",
     "Position": "pubsub.history",
     "Request": "requests",
+    "FileResponse": "responses",
     "HTMLResponse": "responses",
     "JSONResponse": "responses",
     "PlainTextResponse": "responses",
@@ -80,10 +87,14 @@ _PUBLIC: dict[str, str] = {
 __all__ = [
     "URL",
     "APIRouter",
+    "BackgroundTasks",
     "Body",
     "Cookie",
     "Depends",
     "Faster",
+    "File",
+    "FileResponse",
+    "Form",
     "HTMLResponse",
     "HTTPException",
     "Header",
@@ -105,6 +116,7 @@ __all__ = [
     "State",
     "StreamingResponse",
     "UnexpectedFrameType",
+    "UploadFile",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketException",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -14,8 +15,9 @@ import msgspec
 
 from . import status
 from .asyncapi.utils import AsyncAPISource, get_asyncapi
+from .background import BACKGROUND_SCOPE_KEY
 from .config import HubConfig
-from .datastructures import State
+from .datastructures import URL, State
 from .dependencies import Depends
 from .exceptions import (
     HTTPException,
@@ -25,6 +27,8 @@ from .exceptions import (
     WebSocketDisconnect,
     WebSocketException,
 )
+from .middleware import Middleware, build_chains
+from .middleware.base import BaseHTTPMiddleware, DispatchFunction
 from .openapi.routes import DocsSettings, documentation_routes
 from .openapi.utils import get_openapi
 from .pubsub.envelope import Identified
@@ -32,10 +36,10 @@ from .pubsub.history import History, Position
 from .pubsub.hub import Hub
 from .realtime import Realtime
 from .realtime import frames as realtime_frames
-from .requests import Request
+from .requests import FORM_SCOPE_KEY, Request
 from .responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from .routing import APIRouter, BaseRoute, Handler, Router, WebSocketRoute
-from .types import RAISE_EXCEPTIONS_EXTENSION, Receive, Scope, Send
+from .routing import APIRouter, BaseRoute, Handler, Mount, Router, WebSocketRoute
+from .types import RAISE_EXCEPTIONS_EXTENSION, ASGIApp, Receive, Scope, Send
 from .websockets import DENIAL_EXTENSION, WebSocket, WebSocketState
 
 if TYPE_CHECKING:
@@ -84,6 +88,7 @@ class Faster(APIRouter):
         openapi_tags: Sequence[Mapping[str, Any]] | None = None,
         servers: Sequence[Mapping[str, Any]] | None = None,
         swagger_ui_parameters: Mapping[str, Any] | None = None,
+        middleware: Sequence[Middleware] = (),
         **hub_options: Any,
     ) -> None:
         _check_hub_options(hub_options)
@@ -119,6 +124,15 @@ class Faster(APIRouter):
         self._hub: Hub | None = None
         #: WebSocket connections being served by this process right now.
         self.open_websockets = 0
+        #: The middleware, outermost first (``add_middleware`` inserts at the front).
+        self.user_middleware: list[Middleware] = list(middleware)
+        for entry in self.user_middleware:
+            if not isinstance(entry, Middleware):
+                raise TypeError(f"Faster(middleware=[...]) takes Middleware(cls, **options) entries, got {entry!r}")
+        #: Per scope type, the app wrapped in its middleware; built on the first call.
+        self._chains: dict[str, ASGIApp] | None = None
+        #: ``{dependency: replacement}``, consulted for every HTTP and WebSocket route (tests).
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         for route in documentation_routes(self):
             self.add_route(route)
 
@@ -197,6 +211,40 @@ class Faster(APIRouter):
                 sources=self.asyncapi_sources,
             )
         return self.asyncapi_schema
+
+    def mount(self, path: str, app: ASGIApp, name: str | None = None) -> None:
+        """Serve every request under ``path`` with ``app`` (StaticFiles, another ASGI app).
+
+        The mounted app sees the rest of the path in ``scope["path"]`` and ``path`` added to
+        ``scope["root_path"]``; ``path`` itself redirects to ``path + "/"``. Routes win over mounts.
+        """
+        self.router.mount(Mount(path, app, name=name))
+
+    # -- middleware ----------------------------------------------------------------------
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        """Wrap the app in ``middleware_class(app, *args, **kwargs)``, outside those added before.
+
+        Only before the app has served anything: the stack is built on the first call.
+        """
+        if self._chains is not None:
+            raise RuntimeError("Cannot add middleware after an application has started")
+        self.user_middleware.insert(0, Middleware(middleware_class, *args, **kwargs))
+
+    def middleware(self, middleware_type: str) -> Callable[[DispatchFunction], DispatchFunction]:
+        """``@app.middleware("http")`` on ``async def f(request, call_next)``: a function middleware."""
+        if middleware_type != "http":
+            raise ValueError(f"Only 'http' function middleware is supported, got {middleware_type!r}")
+
+        def decorator(func: DispatchFunction) -> DispatchFunction:
+            self.add_middleware(BaseHTTPMiddleware, dispatch=func)
+            return func
+
+        return decorator
+
+    def _build_middleware(self) -> dict[str, ASGIApp]:
+        self._chains = build_chains(self.user_middleware, functools.partial(self.__call__, _routed=True))
+        return self._chains
 
     # -- the hub -------------------------------------------------------------------------
 
@@ -277,8 +325,19 @@ class Faster(APIRouter):
 
     # -- ASGI ----------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, *, _routed: bool = False) -> None:
         scope["app"] = self
+        if not _routed:
+            # From the server: through the middleware chain for this scope type, if there is
+            # one. The chain ends in this method again, with ``_routed`` (a partial: no frame).
+            chains = self._chains
+            if chains is None:
+                chains = self._build_middleware()
+            if chains:
+                chain = chains.get(scope["type"])
+                if chain is not None:
+                    await chain(scope, receive, send)
+                    return
         kind = scope["type"]
         if kind != "websocket":
             if kind == "http":
@@ -294,6 +353,8 @@ class Faster(APIRouter):
         hub = self.hub
         ws = WebSocket(scope, receive, send, hub=hub)
         route, params = self.router.match_websocket(scope["path"])
+        if route is None and self.router.mounts and await self._serve_mount(scope, receive, send):
+            return
         if route is None:
             # As Starlette: a close before accept, which the server answers with HTTP 403.
             await _quiet_close(ws, status.WS_1000_NORMAL_CLOSURE)
@@ -328,6 +389,8 @@ class Faster(APIRouter):
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, params, allowed = self.router.match_http(scope["method"], scope["path"])
+        if route is None and not allowed and self.router.mounts and await self._serve_mount(scope, receive, send):
+            return
         request = Request(scope, receive)
         try:
             if route is None:
@@ -354,21 +417,41 @@ class Faster(APIRouter):
             return
         if isinstance(result, Response):
             await result(scope, receive, send)
-            return
-        if route.response_model is not None:
-            result = route.to_response_model(result)
-        if route.response_class is not None:
+        elif route.response_class is not None:
+            if route.response_model is not None:
+                result = route.to_response_model(result)
             await route.response_class(result, status_code=route.status_code or 200)(scope, receive, send)
-            return
-        body = _json_encode(result)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": route.status_code or 200,
-                "headers": [_JSON_TYPE, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        else:
+            if route.response_model is not None:
+                result = route.to_response_model(result)
+            body = _json_encode(result)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": route.status_code or 200,
+                    "headers": [_JSON_TYPE, (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        if dependant.after_response:
+            await _after_response(scope)
+
+    async def _serve_mount(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Hand ``scope`` to the mounted app it falls under; False if there is none."""
+        mounted = self.router.match_mount(scope)
+        if mounted is None:
+            return False
+        mount, child = mounted
+        if not child["path"]:
+            if scope["type"] == "http":
+                # "/static" -> "/static/", so the mounted app's relative links resolve under it.
+                url = URL(scope=scope)
+                target = f"{url.scheme}://{url.netloc}{url.path}/" + (f"?{url.query}" if url.query else "")
+                await RedirectResponse(target)(scope, receive, send)
+                return True
+            child["path"] = "/"
+        await mount.app(child, receive, send)
+        return True
 
     def _no_route(self, scope: Scope, allowed: frozenset[str], request: Request) -> Exception:
         """The exception that answers a request no route took: 405, a slash redirect, or 404."""
@@ -567,7 +650,7 @@ HUB_OPTIONS = frozenset({f.name for f in fields(HubConfig)} - {"backend"} | {"pr
 
 def _check_hub_options(options: Mapping[str, Any]) -> None:
     """Refuse unknown keywords now: the hub is built on first use, which may be never (a
-    TestClient without ``with``), and a ported ``middleware=`` must not be dropped silently."""
+    TestClient without ``with``), and a ported keyword we do not take must not be dropped silently."""
     unknown = sorted(set(options) - HUB_OPTIONS)
     if unknown:
         names = ", ".join(repr(name) for name in unknown)
@@ -580,6 +663,17 @@ def _check_hub_options(options: Mapping[str, Any]) -> None:
 class _Redirect(Exception):
     def __init__(self, url: str) -> None:
         self.url = url
+
+
+async def _after_response(scope: Scope) -> None:
+    """Once the response is out: close the request's uploaded files, run its BackgroundTasks
+    (each failure is logged)."""
+    form = scope.get(FORM_SCOPE_KEY)
+    if form is not None:
+        await form.close()
+    background = scope.get(BACKGROUND_SCOPE_KEY)
+    if background is not None:
+        await background()
 
 
 def _origin_allowed(ws: WebSocket, origins: frozenset[str]) -> bool:

@@ -1,10 +1,11 @@
-"""Headers, query parameters, URL and state containers shared by requests and WebSockets."""
+"""Headers, query parameters, URL, state, forms and uploaded files, shared by requests and WebSockets."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from http.cookies import SimpleCookie
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from .types import RawHeaders, Scope
@@ -226,3 +227,96 @@ def parse_cookies(header: str) -> dict[str, str]:
             value = SimpleCookie(f"x={value}")["x"].value if value else value
         cookies[key] = value
     return cookies
+
+
+class UploadFile:
+    """An uploaded file: ``filename``, ``content_type``, ``size``, ``headers``, and async
+    ``read``/``write``/``seek``/``close`` over a spooled temporary file (in memory up to 1 MB,
+    then on disk, where the calls run in a worker thread)."""
+
+    __slots__ = ("file", "filename", "headers", "size")
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        *,
+        size: int | None = None,
+        filename: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        self.file = file
+        self.size = size
+        self.filename = filename
+        self.headers = headers if headers is not None else Headers()
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+    @property
+    def _in_memory(self) -> bool:
+        # A SpooledTemporaryFile that has not rolled over to disk yet: no thread needed.
+        rolled = getattr(self.file, "_rolled", True)
+        return not rolled
+
+    async def write(self, data: bytes) -> None:
+        if self.size is not None:
+            self.size += len(data)
+        if self._in_memory:
+            self.file.write(data)
+        else:
+            await asyncio.to_thread(self.file.write, data)
+
+    async def read(self, size: int = -1) -> bytes:
+        if self._in_memory:
+            return self.file.read(size)
+        return await asyncio.to_thread(self.file.read, size)
+
+    async def seek(self, offset: int) -> None:
+        if self._in_memory:
+            self.file.seek(offset)
+        else:
+            await asyncio.to_thread(self.file.seek, offset)
+
+    async def close(self) -> None:
+        if self._in_memory:
+            self.file.close()
+        else:
+            await asyncio.to_thread(self.file.close)
+
+    def __repr__(self) -> str:
+        return f"UploadFile(filename={self.filename!r}, size={self.size!r}, content_type={self.content_type!r})"
+
+
+class FormData(Mapping[str, "str | UploadFile"]):
+    """A parsed form: fields and files, repeated names kept (``getlist``); ``[key]`` gives the last."""
+
+    __slots__ = ("_dict", "_list")
+
+    def __init__(self, items: list[tuple[str, str | UploadFile]] | None = None) -> None:
+        self._list = list(items or [])
+        self._dict = dict(self._list)
+
+    def getlist(self, key: str) -> list[str | UploadFile]:
+        return [v for k, v in self._list if k == key]
+
+    def multi_items(self) -> list[tuple[str, str | UploadFile]]:
+        return list(self._list)
+
+    def __getitem__(self, key: str) -> str | UploadFile:
+        return self._dict[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    async def close(self) -> None:
+        """Close every uploaded file (the app does it once the response is sent)."""
+        for _, value in self._list:
+            if isinstance(value, UploadFile):
+                await value.close()
+
+    def __repr__(self) -> str:
+        return f"FormData({self._list!r})"

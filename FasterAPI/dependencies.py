@@ -20,11 +20,15 @@ from typing import Annotated, Any
 
 import msgspec
 
+from .background import BACKGROUND_SCOPE_KEY, BackgroundTasks
+from .datastructures import UploadFile
 from .exceptions import RequestValidationError, WebSocketRequestValidationError
 from .params import (
     Body,
     ConversionError,
     Cookie,
+    File,
+    Form,
     Header,
     Param,
     ParamSource,
@@ -103,6 +107,41 @@ class _BodyField:
         self.decoder = msgspec.json.Decoder(annotation)
 
 
+class _FormField:
+    """One field of a form body: text converted like a query value, or an uploaded file."""
+
+    __slots__ = ("convert", "default", "file", "key", "multi", "name", "wants_bytes")
+
+    def __init__(self, name: str, key: str, annotation: Any, default: Any, file: bool) -> None:
+        self.name = name
+        self.key = key
+        self.default = default
+        self.multi = is_sequence(annotation)
+        self.file = file or _is_upload_type(annotation)
+        # File() on bytes (or list[bytes]): the handler gets the files' contents.
+        self.wants_bytes = self.file and not _is_upload_type(annotation)
+        self.convert = converter_for(annotation)
+
+    async def value(self, raw: list[Any]) -> Any:
+        """The handler's value from the form's values under ``key``; ConversionError if wrong."""
+        if self.file:
+            if any(not isinstance(item, UploadFile) for item in raw):
+                raise ConversionError("Expected an uploaded file, got a text field", "value_error")
+            if self.wants_bytes:
+                raw = [await item.read() for item in raw]
+            return raw if self.multi else raw[-1]
+        if any(isinstance(item, UploadFile) for item in raw):
+            raise ConversionError("Expected a text field, got an uploaded file", "value_error")
+        return self.convert(raw if self.multi else raw[-1])
+
+
+def _is_upload_type(annotation: Any) -> bool:
+    """``UploadFile``, ``list[UploadFile]``, ``UploadFile | None``..."""
+    if annotation is UploadFile:
+        return True
+    return any(_is_upload_type(a) for a in typing.get_args(annotation))
+
+
 def _is_body_type(annotation: Any) -> bool:
     """Structs (alone, in a list, in a union...) and dicts come from the JSON body."""
     if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct | dict):
@@ -149,6 +188,11 @@ class Dependant:
         self.kind = _call_kind(call)
         self.connection_args: list[str] = []
         self.scopes_args: list[str] = []
+        self.background_args: list[str] = []
+        self.form_fields: list[_FormField] = []
+        #: Compiled plans of this dependency's overrides (``app.dependency_overrides``), by override.
+        self.overrides: dict[Callable[..., Any], Dependant] = {}
+        self.path_param_names = path_param_names
         self.fields: list[_Field] = []
         self.body: _BodyField | None = None
         self.sub: list[tuple[str | None, Dependant]] = []
@@ -175,12 +219,36 @@ class Dependant:
             if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 continue
             self._add(parameter, hints.get(parameter.name, Any), path_param_names)
+        if self.body is not None and self.form_fields:
+            raise TypeError(
+                f"{getattr(call, '__qualname__', call)!r} takes both a JSON body ({self.body.name!r}) and form "
+                f"fields ({self.form_fields[0].name!r}); a request has one body"
+            )
+        if self.form_fields:
+            from .formparsers import require_multipart
+
+            require_multipart()
         #: The return annotation (what OpenAPI documents as the response), or ``Any``.
         self.return_annotation: Any = hints.get("return", Any)
         # What the whole tree needs, so a request that needs nothing skips the work.
         self.needs_body: bool = self.body is not None or any(d.needs_body for _, d in self.sub)
         self.needs_stack: bool = self.kind in ("gen", "asyncgen") or any(d.needs_stack for _, d in self.sub)
-        self.trivial = not (self.fields or self.body or self.sub or self.connection_args or self.scopes_args)
+        #: Whether a BackgroundTasks is handed out somewhere in the tree (the app runs it after the response).
+        self.background: bool = bool(self.background_args) or any(d.background for _, d in self.sub)
+        #: Whether the tree reads a form, or may (it takes the request, whose form() it may call):
+        #: the app then closes the uploaded files after the response.
+        self.form: bool = bool(self.form_fields or self.connection_args) or any(d.form for _, d in self.sub)
+        #: Whether the app has work to do once the response is sent (the hot path checks just this).
+        self.after_response = self.background or self.form
+        self.trivial = not (
+            self.fields
+            or self.body
+            or self.sub
+            or self.connection_args
+            or self.scopes_args
+            or self.background_args
+            or self.form_fields
+        )
 
     def _add(self, parameter: inspect.Parameter, annotation: Any, path_names: frozenset[str]) -> None:
         name = parameter.name
@@ -210,6 +278,9 @@ class Dependant:
         if annotation is SecurityScopes:
             self.scopes_args.append(name)
             return
+        if annotation is BackgroundTasks:
+            self.background_args.append(name)
+            return
         if isinstance(annotation, type) and issubclass(annotation, HTTPConnection):
             if annotation not in (HTTPConnection, Request, WebSocket):
                 raise TypeError(f"Cannot inject {annotation.__name__} into {name!r}")
@@ -218,10 +289,17 @@ class Dependant:
         if marker is None:
             if name in path_names:
                 marker = Path()
+            elif _is_upload_type(annotation):
+                marker = File()
             elif _is_body_type(annotation):
                 marker = Body()
             else:
                 marker = Query()
+        if isinstance(marker, Form):
+            self.form_fields.append(
+                _FormField(name, marker.alias or name, annotation, default, isinstance(marker, File))
+            )
+            return
         if isinstance(marker, Body):
             if self.body is not None:
                 raise TypeError(f"Only one body parameter is supported, got {self.body.name!r} and {name!r}")
@@ -255,7 +333,12 @@ class Dependant:
         to report every problem at once).
         """
         values: dict[str, Any] = {}
+        overrides: dict[Callable[..., Any], Callable[..., Any]] | None = None
+        if self.sub:
+            overrides = getattr(conn.scope.get("app"), "dependency_overrides", None)
         for name, sub in self.sub:
+            if overrides:
+                sub = sub.overridden(overrides)
             if sub.use_cache and sub.cache_key in cache:
                 result = cache[sub.cache_key]
             else:
@@ -271,6 +354,11 @@ class Dependant:
             values[name] = conn
         for name in self.scopes_args:
             values[name] = SecurityScopes(list(self.security_scopes))
+        for name in self.background_args:
+            tasks = conn.scope.get(BACKGROUND_SCOPE_KEY)
+            if tasks is None:
+                tasks = conn.scope[BACKGROUND_SCOPE_KEY] = BackgroundTasks()
+            values[name] = tasks
         for field in self.fields:
             raw = self._raw_value(conn, field, path_params)
             if raw is _MISSING:
@@ -285,7 +373,40 @@ class Dependant:
                 errors.append({"type": error.kind, "loc": [field.source.value, field.key], "msg": error.msg})
         if self.body is not None:
             await self._solve_body(conn, values, errors)
+        if self.form_fields:
+            await self._solve_form(conn, values, errors)
         return values
+
+    def overridden(self, overrides: dict[Callable[..., Any], Callable[..., Any]]) -> Dependant:
+        """This dependency's plan, or its override's when ``overrides`` replaces it."""
+        replacement = overrides.get(self.call)
+        if replacement is None:
+            return self
+        plan = self.overrides.get(replacement)
+        if plan is None:
+            plan = self.overrides[replacement] = Dependant(
+                replacement, self.path_param_names, use_cache=self.use_cache, security_scopes=self.security_scopes
+            )
+        return plan
+
+    async def _solve_form(self, conn: HTTPConnection, values: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+        if not isinstance(conn, Request):
+            raise TypeError("Form and File parameters need an HTTP request, not a WebSocket")
+        form = await conn.form()
+        for field in self.form_fields:
+            raw = form.getlist(field.key)
+            if not field.file:
+                raw = [item for item in raw if not (isinstance(item, str) and item == "" and not field.multi)]
+            if not raw:
+                if field.default is _MISSING:
+                    errors.append({"type": "missing", "loc": ["body", field.key], "msg": "Field required"})
+                else:
+                    values[field.name] = field.default
+                continue
+            try:
+                values[field.name] = await field.value(raw)
+            except ConversionError as error:
+                errors.append({"type": error.kind, "loc": ["body", field.key], "msg": error.msg})
 
     @staticmethod
     def _raw_value(conn: HTTPConnection, field: _Field, path_params: dict[str, str]) -> Any:

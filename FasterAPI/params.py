@@ -19,6 +19,8 @@ import msgspec
 __all__ = [
     "Body",
     "Cookie",
+    "File",
+    "Form",
     "Header",
     "ParamSource",
     "Path",
@@ -37,6 +39,7 @@ class ParamSource(enum.Enum):
     HEADER = "header"
     COOKIE = "cookie"
     BODY = "body"
+    FORM = "form"
 
 
 class Param:
@@ -103,6 +106,16 @@ class Body(Param):
     """The JSON request body (the default for ``msgspec.Struct`` annotations)."""
 
     source = ParamSource.BODY
+
+
+class Form(Param):
+    """A field of a form body (urlencoded or multipart); needs python-multipart."""
+
+    source = ParamSource.FORM
+
+
+class File(Form):
+    """A file part of a multipart body: annotate ``UploadFile`` (or ``bytes`` for its content)."""
 
 
 def is_sequence(annotation: Any) -> bool:

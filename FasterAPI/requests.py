@@ -7,11 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .datastructures import URL, Address, Headers, QueryParams, State, parse_cookies
+from .datastructures import URL, Address, FormData, Headers, QueryParams, State, parse_cookies
 from .types import Receive, Scope
 
 if TYPE_CHECKING:
     from .applications import Faster
+
+
+#: Where the request's parsed form lives in its scope (the app closes its files after the response).
+FORM_SCOPE_KEY = "fasterapi.form"
 
 
 class ClientDisconnect(Exception):
@@ -96,12 +100,13 @@ class HTTPConnection(Mapping[str, Any]):
 class Request(HTTPConnection):
     """An HTTP request: connection details plus the body."""
 
-    __slots__ = ("_body", "_receive", "_stream_consumed")
+    __slots__ = ("_body", "_form", "_receive", "_stream_consumed")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         super().__init__(scope)
         self._receive = receive
         self._body: bytes | None = None
+        self._form: FormData | None = None
         self._stream_consumed = False
 
     @property
@@ -135,3 +140,28 @@ class Request(HTTPConnection):
 
     async def json(self) -> Any:
         return msgspec.json.decode(await self.body())
+
+    async def form(
+        self, *, max_files: int = 1000, max_fields: int = 1000, max_part_size: int = 1024 * 1024
+    ) -> FormData:
+        """The body parsed as a form (multipart or urlencoded; needs python-multipart), read once.
+
+        A malformed body, or one over the limits, raises HTTPException(400) naming the problem.
+        Uploaded files are closed when the response has been sent.
+        """
+        if self._form is None:
+            from .exceptions import HTTPException
+            from .formparsers import FormParseError, parse_form
+
+            try:
+                self._form = await parse_form(
+                    self.headers.get("content-type", ""),
+                    self.stream(),
+                    max_files=max_files,
+                    max_fields=max_fields,
+                    max_part_size=max_part_size,
+                )
+            except FormParseError as error:
+                raise HTTPException(400, str(error)) from None
+            self.scope[FORM_SCOPE_KEY] = self._form
+        return self._form

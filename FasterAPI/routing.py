@@ -7,6 +7,8 @@ are answered by a single dict lookup.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -14,8 +16,9 @@ from typing import Any, NamedTuple, TypeVar
 import msgspec
 
 from .dependencies import Dependant, Depends
+from .types import ASGIApp, Scope
 
-__all__ = ["APIRouter", "HTTPRoute", "Router", "WebSocketRoute"]
+__all__ = ["APIRouter", "HTTPRoute", "Mount", "Router", "WebSocketRoute"]
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -116,6 +119,8 @@ class HTTPRoute(BaseRoute):
         response_description: str = "Successful Response",
         **schema_options: Any,
     ) -> None:
+        if inspect.isasyncgenfunction(endpoint) or inspect.isgeneratorfunction(endpoint):
+            endpoint = _streaming_endpoint(endpoint, path, response_class)
         super().__init__(
             path, endpoint, name=name, dependencies=dependencies, tags=tags, responses=responses, **schema_options
         )
@@ -135,6 +140,34 @@ class HTTPRoute(BaseRoute):
         """``result`` as ``response_model`` (a Struct's attributes, a dict's keys...): what it
         does not declare is left out; a value that does not fit is an error (a 500)."""
         return msgspec.convert(result, self.response_model, from_attributes=True)
+
+
+def _streaming_endpoint(endpoint: Callable[..., Any], path: str, response_class: type | None) -> Callable[..., Any]:
+    """A generator handler, as FastAPI's SSE routes are: a handler returning its generator,
+    which ``response_class`` (``EventSourceResponse``, ``StreamingResponse``) then streams."""
+    from .responses import StreamingResponse
+    from .sse import EventSourceResponse
+
+    if response_class is None or not issubclass(response_class, StreamingResponse):
+        raise TypeError(
+            f"The handler of {path!r} is a generator: declare how to stream what it yields, "
+            "e.g. response_class=EventSourceResponse (FasterAPI.sse) or StreamingResponse"
+        )
+    if issubclass(response_class, EventSourceResponse) and not inspect.isasyncgenfunction(endpoint):
+        raise TypeError(
+            f"The handler of {path!r} streams server-sent events: make it an 'async def' generator "
+            "(a plain generator would block the event loop while it waits for its next event)"
+        )
+
+    @functools.wraps(endpoint)
+    async def start(**kwargs: Any) -> Any:
+        return endpoint(**kwargs)
+
+    return start
+
+
+def _reads_form_fields(dependant: Dependant) -> bool:
+    return bool(dependant.form_fields) or any(_reads_form_fields(sub) for _, sub in dependant.sub)
 
 
 class WebSocketRoute(BaseRoute):
@@ -162,7 +195,40 @@ class WebSocketRoute(BaseRoute):
         self.sends = sends
         if self.dependant.kind != "async":
             raise TypeError(f"WebSocket endpoint {self.name!r} must be an 'async def' function")
+        if _reads_form_fields(self.dependant):
+            raise TypeError(
+                f"WebSocket endpoint {self.name!r} takes Form or File parameters: only HTTP requests have forms"
+            )
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
+
+
+class Mount:
+    """An ASGI app serving everything under ``path`` (``app.mount("/static", StaticFiles(...))``)."""
+
+    def __init__(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
+        if path == "/":
+            path = ""
+        if path and (not path.startswith("/") or path.endswith("/")):
+            raise ValueError(f"A mount path must start with '/' and not end with '/', got {path!r}")
+        if "{" in path:
+            raise ValueError(f"A mount path takes no parameters, got {path!r}")
+        self.path = path
+        self.app = app
+        self.name = name
+
+    def child_scope(self, scope: Scope) -> Scope | None:
+        """The scope ``app`` sees for a request under this mount, or None if it is not under it."""
+        path: str = scope["path"]
+        prefix = self.path
+        if not path.startswith(prefix):
+            return None
+        rest = path[len(prefix) :]
+        if rest and not rest.startswith("/"):
+            return None  # "/staticfoo" is not under "/static"
+        child = dict(scope)
+        child["path"] = rest
+        child["root_path"] = scope.get("root_path", "") + prefix
+        return child
 
 
 _ANY_HTTP = "*"  # a _walk target: any node with an HTTP route (for 405)
@@ -214,6 +280,8 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: list[BaseRoute] = []
+        #: Mounted apps, longest path first (tried when no route takes a request).
+        self.mounts: list[Mount] = []
         self._root = _Node()
         # Parameter-free paths: one dict lookup, no tree walk.
         self._static: dict[str, _Node] = {}
@@ -255,6 +323,24 @@ class Router:
         if not has_params:
             self._static["/" + "/".join(route.segments)] = node
         self.routes.append(route)
+
+    def mount(self, mount: Mount) -> None:
+        if any(other.path == mount.path for other in self.mounts):
+            raise ValueError(f"Something is already mounted at {mount.path or '/'!r}")
+        self.mounts.append(mount)
+        self.mounts.sort(key=lambda m: len(m.path), reverse=True)
+
+    def match_mount(self, scope: Scope) -> tuple[Mount, Scope] | None:
+        """The mount under which ``scope``'s path falls, and the scope its app is called with.
+
+        The mount's own path (``/static``) comes with an empty ``path``: an HTTP app such as
+        StaticFiles redirects it to ``/static/``.
+        """
+        for mount in self.mounts:
+            child = mount.child_scope(scope)
+            if child is not None:
+                return mount, child
+        return None
 
     def _check(self, route: BaseRoute) -> None:
         """Raise ValueError if ``route`` conflicts with the routes already added."""

@@ -5,7 +5,7 @@ Every cell is a fresh virtualenv, ``.matrix/<python>-<resolution>``, made with u
 dev extra):
 
 - ``lowest``: ``uv pip compile --resolution lowest-direct`` of the dependencies and the
-  redis, nats, server and metrics extras, for that Python (each direct dependency at the lowest
+  redis, nats, server, metrics and forms extras, for that Python (each direct dependency at the lowest
   release its range admits there, what those pull in at its newest); the package and its dev
   extra are then installed within those pins (``.matrix/<cell>/lowest.txt``). The same pins
   reach the packaging test's fresh virtualenv through ``PIP_CONSTRAINT``.
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MATRIX = ROOT / ".matrix"
 PYTHONS = ("3.11", "3.12", "3.13")
 RESOLUTIONS = ("lowest", "newest")
-RUNTIME_EXTRAS = ("redis", "nats", "server", "metrics")
+RUNTIME_EXTRAS = ("redis", "nats", "server", "metrics", "forms")
 FAST = ["tests", "--ignore=tests/cluster", "--ignore=tests/deploy", "--ignore=tests/faults"]
 #: The distributions whose versions each cell reports.
 REPORTED = (

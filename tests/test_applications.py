@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from FasterAPI import Faster, History, Position, WebSocket, WebSocketDisconnect
+from FasterAPI import Faster, History, Position, Request, WebSocket, WebSocketDisconnect
 from FasterAPI.pubsub import BackendUnavailable, Gap, InvalidRoomName, PayloadTooLarge
 from FasterAPI.pubsub.envelope import MAX_ROOM_NAME_BYTES
 from FasterAPI.testclient import TestClient, WebSocketTestSession
@@ -349,11 +349,53 @@ def test_history_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPa
 
 
 def test_unknown_keyword_arguments_are_refused_at_construction() -> None:
-    """A ported ``FastAPI(middleware=[...])`` must fail where it is written, not run without it."""
+    """A ported keyword Faster does not take must fail where it is written, not run without it."""
     with pytest.raises(TypeError) as refused:
-        Faster(middleware=[], debug=True)
+        Faster(default_response_class=None, routes=[])
     message = str(refused.value)
-    assert "'debug', 'middleware'" in message
+    assert "'default_response_class', 'routes'" in message
     assert "send_queue_size" in message  # and it says what is taken
     app = Faster(send_queue_size=8, overflow="drop_oldest", history_size=0, presence_ttl=10.0)
     assert app.hub.config.send_queue_size == 8
+
+
+# -- app.mount ------------------------------------------------------------------------------------
+
+
+def test_a_mounted_app_serves_its_prefix_with_its_own_routes_and_middleware() -> None:
+    from FasterAPI.middleware.gzip import GZipMiddleware
+
+    admin = Faster()
+    admin.add_middleware(GZipMiddleware, minimum_size=1)
+
+    @admin.get("/users/{user_id}")
+    async def user(user_id: int, request: Request) -> dict[str, Any]:
+        return {"id": user_id, "url": str(request.url), "root_path": request.scope["root_path"]}
+
+    @admin.websocket("/live")
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.scope["path"])
+        await websocket.close()
+
+    app = Faster()
+    app.mount("/admin", admin)
+
+    @app.get("/admin-page")
+    async def page() -> dict[str, bool]:
+        return {"main": True}
+
+    client = TestClient(app)
+    response = client.get("/admin/users/3", headers={"accept-encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"  # the mounted app's own middleware
+    import gzip
+
+    assert msgspec.json.decode(gzip.decompress(response.content)) == {
+        "id": 3,
+        "url": "http://testserver/admin/users/3",
+        "root_path": "/admin",
+    }
+    assert client.get("/admin-page").json() == {"main": True}  # not under /admin/
+    assert client.get("/admin/nope").status_code == 404  # the mounted app's own 404
+    with client.websocket_connect("/admin/live") as session:
+        assert session.receive_text() == "/live"

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import pytest
 
-from FasterAPI import APIRouter, Depends, Faster, Header, HTTPException, Query, Request
+from FasterAPI import APIRouter, Depends, Faster, Header, HTTPException, Query, Request, WebSocket
 from FasterAPI.dependencies import Dependant
 from FasterAPI.testclient import TestClient
 
@@ -334,3 +334,79 @@ def test_dependant_plan_flags() -> None:
     assert plan.trivial and plan.kind == "async" and not plan.needs_stack
     nested = Dependant(with_gen)
     assert nested.needs_stack and not nested.trivial and nested.kind == "sync"
+
+
+# -- app.dependency_overrides ---------------------------------------------------------------------
+
+
+def real_user(authorization: str = Header()) -> str:
+    raise AssertionError("the real dependency must not run while overridden")
+
+
+async def fake_user() -> str:
+    return "test-user"
+
+
+def settings() -> dict[str, str]:
+    return {"mode": "production"}
+
+
+def test_dependency_overrides_replace_a_dependency_on_http_routes() -> None:
+    app = Faster()
+    calls: list[str] = []
+
+    def audit() -> None:
+        calls.append("real audit")
+
+    @app.get("/me", dependencies=[Depends(audit)])
+    async def me(
+        user: Annotated[str, Depends(real_user)], config: dict[str, str] = Depends(settings)
+    ) -> dict[str, Any]:
+        return {"user": user, "mode": config["mode"]}
+
+    client = TestClient(app)
+    assert client.get("/me").status_code == 422  # the real one wants its header
+    assert calls == ["real audit"]
+    calls.clear()
+    app.dependency_overrides[real_user] = fake_user
+    app.dependency_overrides[audit] = lambda: calls.append("fake audit")
+    assert client.get("/me").json() == {"user": "test-user", "mode": "production"}
+    assert calls == ["fake audit"]
+    app.dependency_overrides[settings] = lambda: {"mode": "test"}
+    assert client.get("/me").json() == {"user": "test-user", "mode": "test"}
+    app.dependency_overrides.clear()
+    assert client.get("/me", headers={"authorization": "x"}).status_code == 500  # the real one again
+
+
+def test_an_override_has_its_own_parameters_and_sub_dependencies() -> None:
+    app = Faster()
+    router = APIRouter(prefix="/api")
+
+    def token_user(token: str = Query()) -> str:
+        return f"token:{token}"
+
+    @router.get("/me")
+    async def me(user: str = Depends(real_user)) -> dict[str, str]:
+        return {"user": user}
+
+    app.include_router(router)
+    app.dependency_overrides[real_user] = token_user
+    client = TestClient(app)
+    assert client.get("/api/me", params={"token": "abc"}).json() == {"user": "token:abc"}
+    missing = client.get("/api/me")
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"] == ["query", "token"]
+
+
+def test_dependency_overrides_apply_to_websocket_routes() -> None:
+    app = Faster()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, user: str = Depends(real_user)) -> None:
+        await websocket.accept()
+        await websocket.send_text(user)
+        await websocket.close()
+
+    app.dependency_overrides[real_user] = fake_user
+    with TestClient(app).websocket_connect("/ws") as session:
+        assert session.receive_text() == "test-user"

@@ -12,6 +12,7 @@ import pytest
 
 from FasterAPI import (
     Faster,
+    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -19,6 +20,7 @@ from FasterAPI import (
     Response,
     StreamingResponse,
 )
+from FasterAPI.responses import RangeNotSatisfiable, parse_range
 from FasterAPI.testclient import TestClient
 from FasterAPI.types import Message
 
@@ -279,3 +281,75 @@ def test_cookie_through_the_app(client: TestClient) -> None:
     response = client.get("/cookie")
     assert response.headers["set-cookie"].startswith("flavour=oat;")
     assert client.cookies["flavour"] == "oat"
+
+
+# -- FileResponse ---------------------------------------------------------------------------------
+
+
+def test_file_response_guesses_the_type_and_names_the_download(tmp_path: Any) -> None:
+    report = tmp_path / "report.csv"
+    report.write_bytes(b"a,b\n" * 50_000)  # several chunks
+    app = Faster()
+
+    @app.get("/report")
+    async def get_report() -> FileResponse:
+        return FileResponse(report, filename="report 2024.csv")
+
+    @app.get("/résumé")
+    async def get_resume() -> FileResponse:
+        return FileResponse(report, filename="résumé.csv", content_disposition_type="inline")
+
+    @app.get("/missing")
+    async def missing() -> FileResponse:
+        return FileResponse(tmp_path / "nope.bin")
+
+    client = TestClient(app)
+    response = client.get("/report")
+    assert response.content == b"a,b\n" * 50_000
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["content-disposition"] == 'attachment; filename="report 2024.csv"'
+    assert client.get("/résumé").headers["content-disposition"] == "inline; filename*=utf-8''r%C3%A9sum%C3%A9.csv"
+    head = client.head("/report")
+    assert head.content == b"" and head.headers["content-length"] == str(200_000)
+    with pytest.raises(RuntimeError, match="does not exist"):
+        client.get("/missing")
+
+
+def test_file_response_answers_ranges_and_conditions_itself(tmp_path: Any) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(range(100)))
+    app = Faster()
+
+    @app.get("/data")
+    async def get_data() -> FileResponse:
+        return FileResponse(data)
+
+    client = TestClient(app)
+    full = client.get("/data")
+    assert full.headers["content-type"] == "application/octet-stream"
+    assert client.get("/data", headers={"if-none-match": full.headers["etag"]}).status_code == 304
+    part = client.get("/data", headers={"range": "bytes=10-19"})
+    assert (part.status_code, part.content) == (206, bytes(range(10, 20)))
+    assert client.get("/data", headers={"range": "bytes=100-"}).status_code == 416
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("bytes=0-0", [(0, 0)]),
+        ("bytes=5-, -3", [(5, 9)]),
+        ("bytes=0-1,3-4", [(0, 1), (3, 4)]),
+        ("bytes=0-1,2-3", [(0, 3)]),
+        ("bytes=8-100", [(8, 9)]),
+        ("bytes=-100", [(0, 9)]),
+        ("lines=1-2", None),
+    ],
+)
+def test_parse_range(header: str, expected: list[tuple[int, int]] | None) -> None:
+    assert parse_range(header, 10) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=10-", "bytes=3-1", "bytes=x-1", "bytes=-", "bytes=1", "bytes="])
+def test_parse_range_refuses(header: str) -> None:
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(header, 10)

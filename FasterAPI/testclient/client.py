@@ -170,11 +170,15 @@ class TestClient:
         cookies: Mapping[str, str] | None = None,
         json: Any = None,
         content: bytes | str | None = None,
+        data: Mapping[str, Any] | None = None,
+        files: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
         follow_redirects: bool | None = None,
     ) -> TestResponse:
         """Send one HTTP request through the app and return its complete response.
 
-        ``headers`` may be a list of pairs to send a header more than once.
+        ``headers`` may be a list of pairs to send a header more than once. ``data`` sends a
+        form (urlencoded; multipart with ``files``), as httpx does: ``files={"upload":
+        ("a.txt", b"...", "text/plain")}``, the content type and even the name optional.
         """
         body = b""
         defaults = {k.lower(): v for k, v in self.headers.items()}
@@ -183,6 +187,12 @@ class TestClient:
             defaults.setdefault("content-type", "application/json")
         elif content is not None:
             body = content.encode() if isinstance(content, str) else content
+        elif files:
+            body, content_type = encode_multipart(data or {}, files)
+            defaults["content-type"] = content_type
+        elif data is not None:
+            body = urlencode(data, doseq=True).encode()
+            defaults["content-type"] = "application/x-www-form-urlencoded"
         given = [(k.lower(), v) for k, v in (headers.items() if isinstance(headers, Mapping) else headers or ())]
         jar = {**self.cookies, **(cookies or {})}
         if jar:
@@ -348,3 +358,34 @@ class TestClient:
         offered = next((v for k, v in reversed(all_headers) if k == "sec-websocket-protocol"), "")
         scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()]
         return WebSocketTestSession(self, scope)
+
+
+def encode_multipart(
+    data: Mapping[str, Any], files: Mapping[str, Any] | Sequence[tuple[str, Any]]
+) -> tuple[bytes, str]:
+    """A multipart/form-data body and its Content-Type, from form fields and files."""
+    boundary = os.urandom(16).hex()
+    parts: list[bytes] = []
+    for name, value in data.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + str(item).encode()
+            )
+    pairs = files.items() if isinstance(files, Mapping) else files
+    for name, spec in pairs:
+        filename, content, content_type = "upload", spec, "application/octet-stream"
+        if isinstance(spec, tuple):
+            filename, content = spec[0], spec[1]
+            if len(spec) > 2:
+                content_type = spec[2]
+        if hasattr(content, "read"):
+            content = content.read()
+        if isinstance(content, str):
+            content = content.encode()
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        )
+        parts.append(head.encode() + content)
+    body = b"\r\n".join(parts) + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
