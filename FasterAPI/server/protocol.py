@@ -20,6 +20,14 @@ Guarantees kept from the ASGI path:
 - Nothing is written after a close frame or on a closing transport.
 - permessage-deflate is negotiated without server context takeover, so one compressed
   frame serves every such member; any other negotiated shape uses the ASGI path.
+
+What a client gets wrong costs that client only, and is counted and logged at INFO without a
+traceback, at most a line a second (:mod:`.errors`): a handshake over websockets' header
+limits is answered (431, or 414 for the request line) and closed, where uvicorn's protocol
+builds that answer and never writes it; a message over ``ws_max_size`` (which ``fasterapi
+run`` and ``FasterWorker`` set to ``FASTERAPI_MAX_MESSAGE_SIZE``, measured decompressed and
+refused while inflating) closes with 1009; an invalid UTF-8 text message with 1007; a frame
+that breaks the protocol with 1002.
 """
 
 from __future__ import annotations
@@ -41,13 +49,16 @@ except ImportError as error:  # uvicorn < 0.35
         "Install the uvicorn release pyproject.toml admits, or serve with `fasterapi run` or FasterWorker, "
         "which fall back to uvicorn's own protocol."
     ) from error
+from websockets.exceptions import PayloadTooBig, ProtocolError, SecurityError
 from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
+from websockets.frames import CloseCode
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
 from ..pubsub.delivery import SINK_EXTENSION, Delivery, Encoder, ServerSink, SinkSettings
 from ..status import WS_1001_GOING_AWAY, WS_1013_TRY_AGAIN_LATER
+from .errors import client_errors, peer
 from .frames import deflated_frame, plain_frame
 from .waiting import MessageQueue, WaitFlag
 
@@ -165,6 +176,60 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
     #: How this connection's broadcasts are framed (shared by every connection of that shape).
     _encoder: Encoder = staticmethod(plain_frame)
 
+    # -- what a client gets wrong ----------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            self._refuse_handshake()
+
+    def _refuse_handshake(self) -> None:
+        """Write the answer websockets made for a bad handshake request, and close."""
+        error = self.conn.handshake_exc
+        if type(error).__name__ == "RequestLineTooLong":
+            reason = "request_line_too_long"
+        elif isinstance(error, SecurityError):
+            reason = "headers_too_large"
+        else:
+            reason = "invalid_handshake"
+        client_errors.report(reason, "Refused a WebSocket handshake from %s: %s", peer(self.client), error)
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            frames = self.frames
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            if not data.isascii():  # ASCII is valid UTF-8, and checked without a copy
+                try:
+                    data.decode()
+                except UnicodeDecodeError as error:
+                    # uvicorn logs each one as an ERROR with a traceback.
+                    self.frames = []
+                    self.conn.send_close(CloseCode.INVALID_DATA, f"invalid UTF-8 at byte {error.start}")
+                    self.handle_parser_exception()
+                    return
+        super().send_receive_event_to_app()
+
+    def handle_parser_exception(self) -> None:
+        close = self.conn.close_sent
+        error = self.conn.parser_exc
+        if isinstance(error, PayloadTooBig):
+            reason = "message_too_big"
+        elif isinstance(error, ProtocolError):
+            reason = "bad_frame"
+        elif isinstance(error, UnicodeDecodeError) or (close is not None and close.code == CloseCode.INVALID_DATA):
+            reason = "invalid_utf8"
+        else:
+            reason = ""  # not the client's doing (websockets logged it)
+        if reason and close is not None:
+            client_errors.report(
+                reason, "Closed the WebSocket from %s with %d: %s", peer(self.client), close.code, close.reason or error
+            )
+        super().handle_parser_exception()
+
     # -- registration with the hub -------------------------------------------------------
 
     def handle_connect(self, event: Any) -> None:
@@ -229,8 +294,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
 
     @property
     def label(self) -> str:
-        host, port = self.client or ("?", 0)
-        return f"WebSocket client {host}:{port}"
+        return f"WebSocket client {peer(self.client)}"
 
     def _batched(self) -> int:
         batch = self._batch
