@@ -228,6 +228,11 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
             client_errors.report(
                 reason, "Closed the WebSocket from %s with %d: %s", peer(self.client), close.code, close.reason or error
             )
+        if error is not None:
+            # Its traceback holds the parser's frames, and with them what it was decoding (up
+            # to ws_max_size inflated): in a reference cycle through this connection, which
+            # only a full collection would free. A bomb a second would pile them up.
+            error.__traceback__ = None
         super().handle_parser_exception()
 
     # -- registration with the hub -------------------------------------------------------
