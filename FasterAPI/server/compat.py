@@ -85,6 +85,10 @@ _ATTRIBUTES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
             "data_received",
             "handle_parser_exception",
             "send_receive_event_to_app",
+            "handle_ping",
+            "send_keepalive_ping",
+            "keepalive_timeout",
+            "handle_close",
         ),
     ),
     (

@@ -16,7 +16,14 @@ Guarantees kept from the ASGI path:
   a full one goes to the hub's one overflow policy: close with 1013 (the transport is
   aborted shortly after) or drop the oldest broadcast. Both are counted.
 - Order: the app's own ASGI sends go through the same queue, so frames and sends keep the
-  order in which they were made.
+  order in which they were made; so do the frames the protocol writes itself (pongs, pings,
+  close frames): broadcasts batched before them are written first.
+- Write coalescing (opt-in, ``Faster(write_delay=0.005)`` / ``FASTERAPI_WRITE_DELAY``): a
+  connection's broadcasts are collected for up to ``write_delay`` seconds and written in one
+  call, by one timer per worker for every connection; the batch counts against
+  ``send_queue_size`` like the backlog, so the overflow policy still bounds it. Anything
+  else written to the connection (an app send, a pong, a close) writes the batch first, so
+  it is never held back by the window.
 - Nothing is written after a close frame or on a closing transport.
 - permessage-deflate is negotiated without server context takeover, so one compressed
   frame serves every such member; any other negotiated shape uses the ASGI path.
@@ -74,15 +81,24 @@ DEFLATE_WINDOW_BITS = 12
 
 
 class _Flusher:
-    """Writes every connection's batched frames once per event-loop iteration."""
+    """Writes every connection's batched frames at one moment: the end of this event-loop
+    iteration, or ``delay`` seconds after the first frame of a window (write coalescing).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    One flusher (one timer) per loop and delay serves every connection: with thousands of
+    busy sockets a timer each would cost a heap push and pop per socket per window.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
         self.loop = loop
+        self.delay = delay
         self.dirty: list[FasterWebSocketProtocol] = []
 
     def add(self, connection: FasterWebSocketProtocol) -> None:
         if not self.dirty:
-            self.loop.call_soon(self.flush)
+            if self.delay:
+                self.loop.call_later(self.delay, self.flush)
+            else:
+                self.loop.call_soon(self.flush)
         self.dirty.append(connection)
 
     def flush(self) -> None:
@@ -91,16 +107,16 @@ class _Flusher:
             connection._flush()
 
 
-_flushers: dict[asyncio.AbstractEventLoop, _Flusher] = {}
+_flushers: dict[tuple[asyncio.AbstractEventLoop, float], _Flusher] = {}
 
 
-def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
-    flusher = _flushers.get(loop)
+def _flusher(loop: asyncio.AbstractEventLoop, delay: float) -> _Flusher:
+    flusher = _flushers.get((loop, delay))
     if flusher is None:
         if len(_flushers) > 8:  # loops of finished servers (tests): forget the closed ones
-            for old in [old for old in _flushers if old.is_closed()]:
+            for old in [key for key in _flushers if key[0].is_closed()]:
                 del _flushers[old]
-        flusher = _flushers[loop] = _Flusher(loop)
+        flusher = _flushers[loop, delay] = _Flusher(loop, delay)
     return flusher
 
 
@@ -224,6 +240,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
             reason = "invalid_utf8"
         else:
             reason = ""  # not the client's doing (websockets logged it)
+        self._flush()  # what the hub handed over before the fault goes out before the close
         if reason and close is not None:
             client_errors.report(
                 reason, "Closed the WebSocket from %s with %d: %s", peer(self.client), close.code, close.reason or error
@@ -276,11 +293,17 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
             batch = self._batch
             if batch is None:
                 self._batch = data
-                _flusher(self.loop).add(self)
-            elif isinstance(batch, bytes):
-                self._batch = [batch, data]
+                _flusher(self.loop, settings.write_delay).add(self)
             else:
-                batch.append(data)
+                if settings.write_delay and self.pending >= settings.limit and not settings.overflow(self):
+                    return  # coalescing holds frames longer: the bound counts them too
+                batch = self._batch  # drop_oldest may have taken one
+                if batch is None:
+                    self._batch = data
+                elif isinstance(batch, bytes):
+                    self._batch = [batch, data]
+                else:
+                    batch.append(data)
         settings.stats.delivered += 1
 
     def close(self) -> None:
@@ -306,15 +329,19 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
         return 0 if batch is None else 1 if isinstance(batch, bytes) else len(batch)
 
     def drop_oldest(self) -> None:
-        """Drop the oldest broadcast held while paused (the app's own sends stay)."""
+        """Drop the oldest broadcast held (while paused, or batched); the app's own sends stay."""
         backlog = self._backlog
-        if backlog is None:
-            return
-        for index, (_, is_broadcast) in enumerate(backlog):
-            if is_broadcast:
-                del backlog[index]
-                self._backlog_broadcasts -= 1
-                return
+        if backlog is not None:
+            for index, (_, is_broadcast) in enumerate(backlog):
+                if is_broadcast:
+                    del backlog[index]
+                    self._backlog_broadcasts -= 1
+                    return
+        batch = self._batch
+        if isinstance(batch, list) and len(batch) > 1:
+            del batch[0]
+        else:
+            self._batch = None  # its flusher finds nothing to write
 
     def close_for_overflow(self) -> None:
         self._batch = None
@@ -343,11 +370,28 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
         if self.close_sent or self.transport.is_closing():
             return
         if self._backlog is not None:
-            frames = [batch] if isinstance(batch, bytes) else batch
-            self._backlog.extend((data, True) for data in frames)
-            self._backlog_broadcasts += len(frames)
+            self._batch = batch
+            self._batch_to_backlog()
             return
         self.transport.write(batch if isinstance(batch, bytes) else b"".join(batch))
+
+    # -- frames of our own: batched broadcasts go first -----------------------------------
+
+    def handle_ping(self) -> None:
+        self._flush()
+        super().handle_ping()
+
+    def send_keepalive_ping(self) -> None:
+        self._flush()
+        super().send_keepalive_ping()
+
+    def keepalive_timeout(self) -> None:
+        self._flush()
+        super().keepalive_timeout()
+
+    def handle_close(self, event: Any) -> None:
+        self._flush()
+        super().handle_close(event)
 
     # -- flow control --------------------------------------------------------------------
 
@@ -356,6 +400,15 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
         if self._backlog is None:
             self._backlog = collections.deque()
             self._backlog_broadcasts = 0
+            # Broadcasts batched before the pause go ahead of everything queued after it.
+            self._batch_to_backlog()
+
+    def _batch_to_backlog(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None and self._backlog is not None:
+            frames = [batch] if isinstance(batch, bytes) else batch
+            self._backlog.extend((data, True) for data in frames)
+            self._backlog_broadcasts += len(frames)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -414,6 +467,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
             self._send_close(WS_1001_GOING_AWAY, "server shutting down", abort_after=self.close_timeout)
 
     def shutdown(self) -> None:
+        self._flush()
         if self.handshake_complete and not self.close_sent and not self.transport.is_closing():
             # uvicorn says 1012 (service restart); a scaled-out client should go elsewhere.
             self.stop_keepalive()

@@ -117,7 +117,7 @@ async def settle(rounds: int = 20) -> None:
 
 
 def make_app(events: list[Any], **options: Any) -> Faster:
-    app = Faster(send_queue_size=3, **options)
+    app = Faster(**{"send_queue_size": 3, **options})
 
     @app.websocket("/ws")
     async def handler(ws: WebSocket) -> None:
@@ -478,5 +478,156 @@ def test_a_frame_that_breaks_the_protocol_closes_with_1002() -> None:
             assert [f.opcode for f in frames] == [Opcode.CLOSE]
             assert frames[0].data[:2] == (1002).to_bytes(2, "big")
             assert client_errors.counts["bad_frame"] == before + 1
+
+    asyncio.run(scenario())
+
+
+# -- write coalescing ----------------------------------------------------------------------------
+
+#: Long enough that nothing waiting for the window is written while a test looks.
+WINDOW = 0.5
+
+
+async def written_within(transport: ScriptedTransport, writes: int, timeout: float = 10.0) -> None:
+    """Wait until the transport has had ``writes`` writes."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while transport.writes < writes:
+        assert asyncio.get_running_loop().time() < deadline, f"{transport.writes} writes, expected {writes}"
+        await asyncio.sleep(0.01)
+
+
+def test_coalesced_broadcasts_wait_for_the_window_and_go_out_in_one_write() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, transport, peer):
+            writes = transport.writes
+            for n in range(3):  # three separate loop iterations
+                await app.broadcast("room", f"b{n}")
+                await settle()
+            assert transport.writes == writes  # held for the window
+            assert transport.protocol.pending == 3
+            await written_within(transport, writes + 1)
+            assert transport.writes == writes + 1
+            assert peer.texts() == ["b0", "b1", "b2"]
+            assert transport.protocol.pending == 0
+
+    asyncio.run(scenario())
+
+
+def test_app_sends_pings_and_pongs_flush_the_window_first_and_keep_their_order() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, transport, peer):
+            await app.broadcast("room", "b1")
+            await settle()
+            peer.send_text("send:a1")  # the app's send writes b1 first, without waiting
+            await settle()
+            assert peer.texts() == ["b1", "a1"]
+            await app.broadcast("room", "b2")
+            await settle()
+            peer.client.send_ping(b"p")  # the pong writes b2 first
+            transport.protocol.data_received(b"".join(peer.client.data_to_send()))
+            await settle()
+            assert peer.texts() == ["b2", "<PONG>"]
+            await app.broadcast("room", "b3")
+            await settle()
+            transport.protocol.send_keepalive_ping()  # so does a keepalive ping of ours
+            assert peer.texts() == ["b3", "<PING>"]
+            await app.broadcast("room", "b4")
+            writes = transport.writes
+            await written_within(transport, writes + 1)
+            assert peer.texts() == ["b4"]
+
+    asyncio.run(scenario())
+
+
+def test_nothing_is_lost_across_many_windows() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=0.01, send_queue_size=1000) as (app, transport, peer):
+            received: list[str] = []
+            for n in range(300):
+                await app.broadcast("room", f"m{n}")
+                if n % 7 == 0:
+                    await asyncio.sleep(0.004)
+                received += peer.texts()
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(received) < 300 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+                received += peer.texts()
+            assert received == [f"m{n}" for n in range(300)]
+            assert transport.writes < 300  # coalesced
+            assert app.hub.stats.dropped == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_batch_counts_against_the_queue_bound_close_policy() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, _, peer):
+            for n in range(4):  # the queue holds 3; the transport is not even paused
+                await app.broadcast("room", f"b{n}")
+            await settle()
+            frames = peer.frames()
+            assert [f.opcode for f in frames] == [Opcode.CLOSE]
+            assert frames[0].data[:2] == (1013).to_bytes(2, "big")
+            assert app.hub.stats.slow_consumer_closes == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_batch_counts_against_the_queue_bound_drop_oldest_policy() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW, overflow="drop_oldest") as (app, transport, peer):
+            writes = transport.writes
+            for n in range(6):
+                await app.broadcast("room", f"b{n}")
+            await settle()
+            assert transport.protocol.pending == 3
+            await written_within(transport, writes + 1)
+            assert peer.texts() == ["b3", "b4", "b5"]
+            assert app.hub.stats.dropped == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_paused_transport_still_takes_the_batch_into_its_backlog_in_order() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=0.05, send_queue_size=10) as (app, transport, peer):
+            await app.broadcast("room", "b1")
+            await settle()
+            transport.pause()
+            await app.broadcast("room", "b2")
+            await asyncio.sleep(0.2)  # the window ends while paused: b1 joins the backlog
+            assert peer.texts() == []
+            transport.resume()
+            await settle()
+            assert peer.texts() == ["b1", "b2"]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("who", ["app", "client", "server"])
+def test_a_close_writes_the_batch_first(who: str) -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, transport, peer):
+            await app.broadcast("room", "last words")
+            await settle()
+            if who == "app":
+                peer.send_text("close")
+            elif who == "client":
+                peer.client.send_close(1000)
+                transport.protocol.data_received(b"".join(peer.client.data_to_send()))
+            else:
+                transport.protocol.go_away()
+            await settle()
+            assert peer.texts() == ["last words", "<CLOSE>"]
+
+    asyncio.run(scenario())
+
+
+def test_the_hub_setting_reaches_the_connection() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=0.005) as (app, transport, _):
+            settings = transport.protocol._settings
+            assert settings is not None and settings.write_delay == 0.005
+            assert app.hub.config.write_delay == 0.005
 
     asyncio.run(scenario())
