@@ -16,7 +16,8 @@ same protocols (httptools, else h11) with two additions, under every WebSocket h
   line (its CRLF included) of at most :data:`MAX_LINE` bytes, at most :data:`MAX_HEADERS`
   headers, at most :data:`MAX_HEADER_BYTES` for the request line and headers together.
   Over one, the answer is ``431 Request Header Fields Too Large`` (``414 URI Too Long`` for
-  the request line) and the connection closes.
+  the request line) and the connection closes (after reading and dropping what the client
+  still sends for up to :data:`LINGER` seconds, so that the answer is not lost to a reset).
 
 Each refusal (and each invalid request, answered 400) is counted and logged at INFO, rate
 limited (:mod:`.errors`). ``fasterapi run`` and ``FasterWorker`` load these protocols when
@@ -61,6 +62,9 @@ MAX_LINE = 8192
 MAX_HEADERS = 128
 #: The request line and every header line together.
 MAX_HEADER_BYTES = 64 * 1024
+#: How long a refused connection's further bytes are read and dropped before it is closed:
+#: closing with unread data would reset it, and the client could lose the answer.
+LINGER = 2.0
 
 
 @functools.cache
@@ -152,6 +156,7 @@ class _Connection(Protocol):
     cycle: Any
     _header_timer: asyncio.TimerHandle | None
     _head: HeaderBlock | None
+    _refused: bool
 
     def _header_deadline(self) -> None: ...
 
@@ -165,6 +170,8 @@ class _HeaderGuard:
     _header_timer: asyncio.TimerHandle | None = None
     #: The head being read; None between a request's headers and the next request.
     _head: HeaderBlock | None = None
+    #: Answered with an error: what the client still sends is dropped until the close.
+    _refused = False
 
     def _expect_head(self: _Connection, *, start_deadline: bool = False) -> None:
         """A request may start now: measure its head (its deadline starts with its first byte)."""
@@ -226,9 +233,17 @@ def _refuse(connection: _Connection, status: int, reason: str, detail: str) -> N
     head.append(
         b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
     )
-    if not connection.transport.is_closing():
-        connection.transport.write(b"".join(head) + body)
-        connection.transport.close()
+    transport = connection.transport
+    connection._refused = True
+    if not transport.is_closing():
+        transport.write(b"".join(head) + body)
+        if transport.can_write_eof():
+            # Our side is done; the client's (say, the rest of 20 MiB of headers) is read and
+            # dropped until it stops or LINGER is over, so the answer is not lost to a reset.
+            transport.write_eof()
+            connection.loop.call_later(LINGER, transport.close)
+        else:
+            transport.close()
     connection._head = None
     if connection._header_timer is not None:
         connection._header_timer.cancel()
@@ -249,7 +264,7 @@ if HTTPTOOLS:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if not self._measure(data):
+            if self._refused or not self._measure(data):
                 return
             self._unset_keepalive_if_required()
             try:
@@ -290,6 +305,8 @@ class FasterH11Protocol(_HeaderGuard, H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         # h11 is between requests (IDLE) until it has parsed a whole head.
         if self.conn.their_state is h11.IDLE and self._head is None and self._header_timer is None:
             self._expect_head()
