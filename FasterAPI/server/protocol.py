@@ -107,16 +107,20 @@ class _Flusher:
             connection._flush()
 
 
-_flushers: dict[tuple[asyncio.AbstractEventLoop, float], _Flusher] = {}
+#: loop -> write delay -> its flusher (looked up per connection and iteration: no key tuple).
+_flushers: dict[asyncio.AbstractEventLoop, dict[float, _Flusher]] = {}
 
 
 def _flusher(loop: asyncio.AbstractEventLoop, delay: float) -> _Flusher:
-    flusher = _flushers.get((loop, delay))
-    if flusher is None:
+    by_delay = _flushers.get(loop)
+    if by_delay is None:
         if len(_flushers) > 8:  # loops of finished servers (tests): forget the closed ones
-            for old in [key for key in _flushers if key[0].is_closed()]:
+            for old in [old for old in _flushers if old.is_closed()]:
                 del _flushers[old]
-        flusher = _flushers[loop, delay] = _Flusher(loop, delay)
+        by_delay = _flushers[loop] = {}
+    flusher = by_delay.get(delay)
+    if flusher is None:
+        flusher = by_delay[delay] = _Flusher(loop, delay)
     return flusher
 
 
