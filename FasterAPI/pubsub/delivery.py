@@ -93,7 +93,7 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Accept nothing more; forget what is queued."""
+        """Accept nothing more; forget what is queued (a server sink writes what it already batched)."""
 
     @property
     @abc.abstractmethod

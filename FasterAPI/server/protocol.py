@@ -311,9 +311,13 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
         settings.stats.delivered += 1
 
     def close(self) -> None:
-        """The hub forgets this connection: write nothing more for it."""
+        """The hub forgets this connection: it takes nothing more.
+
+        Broadcasts it already took (counted as delivered) are written now, ahead of the close
+        frame the app or the server sends next, as the ones held while paused are.
+        """
+        self._flush()
         self._closing = True
-        self._batch = None
 
     @property
     def closed(self) -> bool:

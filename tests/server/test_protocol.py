@@ -631,3 +631,17 @@ def test_the_hub_setting_reaches_the_connection() -> None:
             assert app.hub.config.write_delay == 0.005
 
     asyncio.run(scenario())
+
+
+def test_when_the_hub_forgets_a_connection_its_batch_is_still_written() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, _, peer):
+            await app.broadcast("room", "accepted")
+            await settle()
+            await app.hub.discard(next(iter(app.hub.connections)))  # as when the handler returns
+            assert peer.texts() == ["accepted"]
+            await app.broadcast("room", "after")
+            await asyncio.sleep(WINDOW * 2)
+            assert peer.texts() == []
+
+    asyncio.run(scenario())
