@@ -143,12 +143,25 @@ def _run_uvicorn(args: argparse.Namespace, app_dir: str) -> int:
     # A console script's sys.path starts with its bin directory, not the current one.
     if app_dir not in sys.path:
         sys.path.insert(0, app_dir)
+    from .config import HubConfig
     from .server import compat
+    from .server.files import raise_open_file_limit
 
-    # Our protocol and drain, unless this uvicorn lacks what they extend (then one warning
-    # and uvicorn's own protocol and server).
+    file_limit = raise_open_file_limit()
+    # Our protocols and drain, unless this uvicorn lacks what they extend (then one warning
+    # and uvicorn's own protocols and server). One limit for incoming messages and broadcasts.
     ws = compat.ws_protocol()
-    config = uvicorn.Config(args.app, host=args.host, port=args.port, log_level=args.log_level.lower(), ws=ws)
+    config = uvicorn.Config(
+        args.app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        ws=ws,
+        http=compat.http_protocol(),
+        ws_max_size=HubConfig.load({}).max_message_size,
+    )
+    if file_limit is not None:
+        logging.getLogger("uvicorn.error").info("%s", file_limit)
     if ws == compat.FALLBACK:
         uvicorn.Server(config).run()
         return 0

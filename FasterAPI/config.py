@@ -17,12 +17,21 @@ max_rooms_per_connection   FASTERAPI_MAX_ROOMS_PER_CONNECTION  100: the next joi
 relay_secret               FASTERAPI_RELAY_SECRET          "": when set, every envelope is signed (HMAC-
                                                            SHA256) and unsigned ones are dropped; during
                                                            a rotation ``new,old`` (sign new, accept both)
+write_delay                FASTERAPI_WRITE_DELAY           0 s: broadcasts are written at once; else each
+                                                           connection's broadcasts are collected for up
+                                                           to this long and written in one call
 drain_window               FASTERAPI_DRAIN_WINDOW          2 s: on shutdown, sockets close with 1001
                                                            at random moments over this window
+header_timeout             FASTERAPI_HEADER_TIMEOUT        10 s: a request's line and headers must be
+                                                           complete this long after it starts, or the
+                                                           connection is closed
 =========================  ==============================  =========================================
 
-``drain_window`` is a setting of our gunicorn worker and server (``FasterAPI.server``), read
-from the environment only.
+``drain_window`` and ``header_timeout`` are settings of our gunicorn worker and server
+(``FasterAPI.server``), read from the environment only. The server also reads
+``FASTERAPI_MAX_MESSAGE_SIZE`` from the environment, as its limit on each incoming WebSocket
+message (decompressed): it starts before it imports the app, so an app that changes the
+limit should set the variable rather than pass ``Faster(max_message_size=...)``.
 
 A slow connection therefore holds at most ``send_queue_size`` messages of at most
 ``max_message_size`` bytes each, on top of the server's own socket buffer.
@@ -79,6 +88,7 @@ class HubConfig(_Settings):
     history_ttl: float = 300.0
     max_rooms_per_connection: int = 100
     relay_secret: str = ""
+    write_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.send_queue_size < 1:
@@ -95,6 +105,8 @@ class HubConfig(_Settings):
             raise ValueError(f"history_ttl must be positive, got {self.history_ttl}")
         if self.max_rooms_per_connection < 1:
             raise ValueError(f"max_rooms_per_connection must be at least 1, got {self.max_rooms_per_connection}")
+        if not 0 <= self.write_delay <= 1:
+            raise ValueError(f"write_delay must be between 0 and 1 second, got {self.write_delay}")
 
     @property
     def relay_secrets(self) -> list[bytes]:
@@ -105,10 +117,13 @@ class HubConfig(_Settings):
 @dataclass(frozen=True)
 class ServerConfig(_Settings):
     drain_window: float = 2.0
+    header_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if self.drain_window < 0:
             raise ValueError(f"drain_window must not be negative, got {self.drain_window}")
+        if self.header_timeout <= 0:
+            raise ValueError(f"header_timeout must be positive, got {self.header_timeout}")
 
 
 def _coerce(name: str, default: Any, raw: Any) -> Any:

@@ -6,21 +6,23 @@ does it in ``on_starting``, and its ``child_exit`` hook calls
 ``prometheus_client.multiprocess.mark_process_dead``); every worker then writes its values to
 files in that directory, and whichever worker is scraped sums them all:
 
-==========================================  =======  ==========================================
-metric                                      type     across workers
-==========================================  =======  ==========================================
-``fasterapi_connections``                   gauge    sum over live workers
-``fasterapi_rooms``                         gauge    sum over live workers (local rooms each)
-``fasterapi_messages_published_total``      counter  sum over every worker that ever ran
-``fasterapi_messages_delivered_total``      counter  idem
-``fasterapi_messages_dropped_total``        counter  idem
-``fasterapi_slow_consumer_closes_total``    counter  idem
-``fasterapi_invalid_envelopes_total``       counter  idem
-``fasterapi_listener_errors_total``         counter  idem
-``fasterapi_backend_outages_total``         counter  idem
-``fasterapi_backend_reconnects_total``      counter  idem
-``fasterapi_backend_up``                    gauge    minimum over live workers (0 if any is cut off)
-==========================================  =======  ==========================================
+==============================================  =======  ==========================================
+metric                                          type     across workers
+==============================================  =======  ==========================================
+``fasterapi_connections``                       gauge    sum over live workers
+``fasterapi_rooms``                             gauge    sum over live workers (local rooms each)
+``fasterapi_messages_published_total``          counter  sum over every worker that ever ran
+``fasterapi_messages_delivered_total``          counter  idem
+``fasterapi_messages_dropped_total``            counter  idem
+``fasterapi_slow_consumer_closes_total``        counter  idem
+``fasterapi_invalid_envelopes_total``           counter  idem
+``fasterapi_listener_errors_total``             counter  idem
+``fasterapi_backend_outages_total``             counter  idem
+``fasterapi_backend_reconnects_total``          counter  idem
+``fasterapi_protocol_errors_total{reason}``     counter  idem; client mistakes our server refused
+                                                         (``FasterAPI.server.errors.REASONS``)
+``fasterapi_backend_up``                        gauge    minimum over live workers (0 if any is cut off)
+==============================================  =======  ==========================================
 
 The hub keeps plain ``int`` counters (no metrics library on its hot path), so each worker
 copies them into the Prometheus objects: every ``interval`` seconds from a small task started
@@ -102,6 +104,8 @@ class HubMetrics:
         self._connections: Any = None
         self._rooms: Any = None
         self._backend_up: Any = None
+        self._protocol_errors: Any = None
+        self._seen_protocol_errors: dict[str, int] = {}
         # The hub's counter values as of the last sync: only the increase since is added.
         self._seen: dict[str, int] = {}
         self._seen_hub: Hub | None = None
@@ -141,6 +145,12 @@ class HubMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self._protocol_errors = Counter(
+            "fasterapi_protocol_errors",
+            "Client protocol errors the server refused, by reason (bad frames, oversized or late headers...).",
+            ["reason"],
+            registry=registry,
+        )
         # "livemin": 1 only when every live worker reaches the backend.
         self._backend_up = Gauge(
             "fasterapi_backend_up",
@@ -173,9 +183,21 @@ class HubMetrics:
                 counter.inc(delta)
             # A smaller value means the counters were reset: count on from there.
             self._seen[field.name] = value
+        self._sync_protocol_errors()
         self._connections.set(self.app.open_websockets)
         self._rooms.set(len(hub.rooms))
         self._backend_up.set(1 if hub.backend.available else 0)
+
+    def _sync_protocol_errors(self) -> None:
+        # Counted by this process's server protocols (FasterAPI.server), not by the hub.
+        from .server.errors import client_errors
+
+        seen = self._seen_protocol_errors
+        for reason, value in list(client_errors.counts.items()):
+            delta = value - seen.get(reason, 0)
+            if delta > 0:
+                self._protocol_errors.labels(reason=reason).inc(delta)
+            seen[reason] = value
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text of every worker (multiprocess) or of this app; and its media type."""

@@ -14,6 +14,7 @@ fasterapi              FasterAPI, Redis backend, ``FasterAPI.server.worker.Faste
                        (frame-once writes)
 fasterapi-history      the fasterapi row with room history on (size 1000, ttl 300 s)   ours
 fasterapi-realtime     the fasterapi row through ``app.realtime`` (protocol frames)    ours
+fasterapi-coalesced    the fasterapi row with write coalescing (``write_delay`` 5 ms)   ours
 fasterapi-asgi         the same app under ``uvicorn_worker.UvicornWorker`` (ASGI path)  ours
 fastapi-broadcaster    FastAPI + encode/broadcaster, a subscriber task per socket     peer
 litestar-channels      Litestar ChannelsPlugin, Redis pub/sub backend                 peer
@@ -149,6 +150,14 @@ STACKS: dict[str, Stack] = {
             description="the fasterapi row through app.realtime (join frames in, message frames out)",
         ),
         Stack(
+            "fasterapi-coalesced",
+            "benchmarks.stacks.fasterapi_app:app",
+            "FasterAPI.server.worker.FasterWorker",
+            "ours",
+            description="the fasterapi row with write coalescing (write_delay=0.005)",
+            env=(("FASTERAPI_WRITE_DELAY", "0.005"),),
+        ),
+        Stack(
             "fasterapi-asgi",
             "benchmarks.stacks.fasterapi_app:app",
             UVICORN_WORKER,
@@ -201,6 +210,7 @@ OURS = "fasterapi"
 OURS_ASGI = "fasterapi-asgi"
 OURS_HISTORY = "fasterapi-history"
 OURS_CLUSTER = "fasterapi-cluster"
+OURS_COALESCED = "fasterapi-coalesced"
 CEILING = "bare-asgi"
 PEERS = tuple(name for name, stack in STACKS.items() if stack.role == "peer")
 
@@ -1060,6 +1070,28 @@ def ratios(table: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         one = ours("saturation", key)
         against = None if one is None else (OURS, one)
         add(f"3-shard cluster vs one Redis ({key})", "saturation", key, against, better, stack=OURS_CLUSTER)
+    # Write coalescing (write_delay 5 ms) against latency-first writes, and against the best peer.
+    for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
+        uncoalesced = ours("saturation", key)
+        against = None if uncoalesced is None else (OURS, uncoalesced)
+        add(f"coalesced vs not ({key})", "saturation", key, against, better, stack=OURS_COALESCED)
+    add(
+        "coalesced: server CPU per delivery vs best peer",
+        "saturation",
+        "server_cpu_us_per_delivery",
+        _best(table, "saturation", "server_cpu_us_per_delivery", min),
+        "lower",
+        stack=OURS_COALESCED,
+    )
+    uncoalesced_p99 = ours("500x100", "p99_ms")
+    add(
+        "coalesced: p99 latency vs not",
+        "500x100",
+        "p99_ms",
+        None if uncoalesced_p99 is None else (OURS, uncoalesced_p99),
+        "lower",
+        stack=OURS_COALESCED,
+    )
     return rows
 
 

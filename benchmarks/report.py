@@ -26,6 +26,7 @@ THROUGHPUT = ("saturation", "500x100", "2000x50")
 COLORS = {
     "fasterapi": "#d62728",
     "fasterapi-asgi": "#ff9896",
+    "fasterapi-coalesced": "#ff7f0e",
     "fastapi-broadcaster": "#1f77b4",
     "litestar-channels": "#2ca02c",
     "socketio": "#9467bd",

@@ -13,6 +13,13 @@ environment:
 - ``PROMETHEUS_MULTIPROC_DIR``: where workers share metrics, wiped at start (default: a new
   temporary directory, removed at exit)
 - ``FASTERAPI_BACKEND``: the pub/sub backend URL, read by the app (default ``memory://``)
+- ``FASTERAPI_HEADER_TIMEOUT``: seconds a request's line and headers may take before the
+  connection is closed (default 10; FasterWorker, see FasterAPI/server/http.py)
+- ``FASTERAPI_MAX_MESSAGE_SIZE``: the largest incoming WebSocket message, decompressed, and
+  the largest broadcast (default 1 MiB)
+
+At start the master raises its soft open-file limit to the hard limit (every worker inherits
+it) and logs both.
 
 Command-line flags (``--workers``, ``--bind``) still win over this file.
 """
@@ -58,7 +65,8 @@ preload_app = False
 
 # A stopping worker (deploy, scale-down, SIGTERM from the orchestrator) closes its WebSockets
 # with 1001 "going away" at jittered moments over the drain window, so its clients reconnect
-# to live workers gradually, and gets this long to finish. Keep the orchestrator's stop timeout above it (compose: stop_grace_period).
+# to live workers gradually, and gets this long to finish. Keep the orchestrator's stop timeout
+# above it (compose: stop_grace_period).
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 
 # A worker whose event loop has not checked in with the master for this long is hung (a
@@ -93,12 +101,19 @@ _created_metrics_dir: str | None = None
 
 
 def on_starting(server: Any) -> None:
-    """Give the workers a clean directory for prometheus-client's multiprocess mode.
+    """Raise the open-file limit; give the workers a clean directory for prometheus-client's multiprocess mode.
 
     Runs in the master before any worker forks, so every worker inherits the variable and
     prometheus-client, imported later in the workers, uses the shared files.
     """
     global _created_metrics_dir
+    # Every socket is a file: the usual soft limit (1,024) would refuse clients long before
+    # the workers are busy.
+    from FasterAPI.server.files import raise_open_file_limit
+
+    file_limit = raise_open_file_limit()
+    if file_limit is not None:
+        server.log.info("%s", file_limit)
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         os.makedirs(directory, exist_ok=True)

@@ -147,7 +147,7 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Accept nothing more; forget what is queued."""
+        """Accept nothing more; forget what is queued (a server sink writes what it already batched)."""
 
     @property
     @abc.abstractmethod
@@ -184,7 +184,7 @@ class SinkSettings:
     One object that every sink of that hub shares, instead of four references each.
     """
 
-    __slots__ = ("evict", "limit", "policy", "stats")
+    __slots__ = ("evict", "limit", "policy", "stats", "write_delay")
 
     def __init__(
         self,
@@ -192,12 +192,16 @@ class SinkSettings:
         policy: Overflow,
         stats: HubStats,
         evict: Callable[[str], Awaitable[None]] | None = None,
+        write_delay: float = 0.0,
     ) -> None:
         self.limit = limit
         self.policy = policy
         self.stats = stats
         #: Takes a connection (by id) out of its rooms and presence at once; set by the hub.
         self.evict = evict
+        #: Seconds a server sink may hold broadcasts to write them in one call (0: at once).
+        #: The ASGI path sends each message as it comes.
+        self.write_delay = write_delay
 
     def overflow(self, sink: Sink) -> bool:
         """``sink`` holds ``limit`` broadcasts and one more came: apply the policy.

@@ -137,7 +137,9 @@ class Hub:
         self._worker_id = secrets.token_hex(6)
         self._worker_pid = os.getpid()
         self.stats = HubStats()
-        self._sink_settings = SinkSettings(self.config.send_queue_size, self.config.overflow, self.stats, self.discard)
+        self._sink_settings = SinkSettings(
+            self.config.send_queue_size, self.config.overflow, self.stats, self.discard, self.config.write_delay
+        )
         #: room -> {connection id: sink}, local members only.
         self.rooms: dict[str, dict[str, Sink]] = {}
         #: connection id -> the hub's record, for every local connection it knows.

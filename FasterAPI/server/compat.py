@@ -1,7 +1,8 @@
 """Can this uvicorn and websockets run our server layer? One check, made once per process.
 
 ``FasterWebSocketProtocol`` (:mod:`.protocol`) subclasses uvicorn's private websockets-sansio
-protocol, reaches into its state, and restarts websockets' frame parser; ``FasterServer`` and
+protocol, reaches into its state, and restarts websockets' frame parser; our HTTP protocols
+(:mod:`.http`) extend uvicorn's httptools and h11 ones; ``FasterServer`` and
 ``FasterWorker`` (:mod:`.worker`) override hooks of uvicorn's ``Server`` and uvicorn-worker's
 ``UvicornWorker``. pyproject.toml admits only the releases of uvicorn and websockets this was
 tested with, but an installer can still put others beside it (``--no-deps``, a pin elsewhere,
@@ -22,6 +23,7 @@ import dis
 import functools
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import logging
 import re
@@ -30,7 +32,7 @@ from typing import Any
 
 from .waiting import MessageQueue, WaitFlag
 
-__all__ = ["PROTOCOL", "frame_once", "problem", "versions", "ws_protocol"]
+__all__ = ["PROTOCOL", "frame_once", "http_protocol", "problem", "versions", "ws_protocol"]
 
 logger = logging.getLogger("fasterapi.server")
 
@@ -40,11 +42,17 @@ PROTOCOL = "FasterAPI.server.protocol:FasterWebSocketProtocol"
 FALLBACK = "auto"
 
 _SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
+_H11 = "uvicorn.protocols.http.h11_impl"
+_HTTPTOOLS = "uvicorn.protocols.http.httptools_impl"
 
 # (module, names it must define) for every import of protocol.py and worker.py.
 _IMPORTS: dict[str, tuple[str, ...]] = {
     _SANSIO: ("WebSocketsSansIOProtocol",),
     "uvicorn.protocols.utils": ("ClientDisconnected",),
+    _H11: ("H11Protocol", "RequestResponseCycle"),
+    "h11": ("Connection", "SERVER", "IDLE"),
+    "websockets.exceptions": ("PayloadTooBig", "ProtocolError", "SecurityError"),
+    "websockets.frames": ("CloseCode",),
     "uvicorn.server": ("Server",),
     "websockets.extensions.permessage_deflate": ("PerMessageDeflate", "ServerPerMessageDeflateFactory"),
     "websockets.protocol": ("Protocol", "State"),
@@ -56,6 +64,9 @@ _WORKER_IMPORTS: dict[str, tuple[str, ...]] = {
     "gunicorn.arbiter": ("Arbiter",),
 }
 
+# What http.py extends of uvicorn's httptools protocol, when httptools is installed.
+_HTTPTOOLS_IMPORTS: dict[str, tuple[str, ...]] = {_HTTPTOOLS: ("HttpToolsProtocol", "RequestResponseCycle")}
+
 # (module, class, method): names that must be attributes, and the names its code must touch
 # (instance attributes it sets or reads). ``None`` as the method means the class itself.
 _ATTRIBUTES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
@@ -63,7 +74,22 @@ _ATTRIBUTES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
         _SANSIO,
         "WebSocketsSansIOProtocol",
         None,
-        ("handle_connect", "send", "receive", "shutdown", "pause_writing", "resume_writing", "stop_keepalive"),
+        (
+            "handle_connect",
+            "send",
+            "receive",
+            "shutdown",
+            "pause_writing",
+            "resume_writing",
+            "stop_keepalive",
+            "data_received",
+            "handle_parser_exception",
+            "send_receive_event_to_app",
+            "handle_ping",
+            "send_keepalive_ping",
+            "keepalive_timeout",
+            "handle_close",
+        ),
     ),
     (
         _SANSIO,
@@ -82,11 +108,19 @@ _ATTRIBUTES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
             "disconnected",
             "close_timer",
             "close_timeout",
+            "handshake_initiated",
+            "frames",
+            "curr_msg_data_type",
         ),
     ),
     (_SANSIO, "WebSocketsSansIOProtocol", "handle_connect", ("request", "response", "scope")),
     ("websockets.protocol", "Protocol", None, ("parse", "send_close", "send_text", "send_binary", "data_to_send")),
-    ("websockets.protocol", "Protocol", "__init__", ("state", "parser", "reader", "extensions")),
+    (
+        "websockets.protocol",
+        "Protocol",
+        "__init__",
+        ("state", "parser", "reader", "extensions", "handshake_exc", "parser_exc", "close_sent"),
+    ),
     ("websockets.protocol", "State", None, ("OPEN",)),
     ("websockets.streams", "StreamReader", None, ("at_eof",)),
     ("websockets.streams", "StreamReader", "__init__", ("buffer",)),
@@ -99,6 +133,28 @@ _ATTRIBUTES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
     ("uvicorn.server", "Server", None, ("startup", "shutdown", "serve")),
     ("uvicorn.server", "Server", "__init__", ("server_state", "started", "force_exit")),
     ("uvicorn.server", "Server", "startup", ("servers",)),
+    (_H11, "H11Protocol", None, ("connection_made", "connection_lost", "data_received")),
+    (_H11, "H11Protocol", "__init__", ("conn", "transport", "loop", "client", "server_state", "cycle")),
+    (_H11, "RequestResponseCycle", "__init__", ("response_complete",)),
+]
+_HTTPTOOLS_ATTRIBUTES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
+    (
+        _HTTPTOOLS,
+        "HttpToolsProtocol",
+        None,
+        (
+            "connection_made",
+            "connection_lost",
+            "on_headers_complete",
+            "on_message_complete",
+            "_unset_keepalive_if_required",
+            "_should_upgrade",
+            "handle_websocket_upgrade",
+            "_unsupported_upgrade_warning",
+        ),
+    ),
+    (_HTTPTOOLS, "HttpToolsProtocol", "__init__", ("parser", "transport", "loop", "client", "server_state", "cycle")),
+    (_HTTPTOOLS, "RequestResponseCycle", "__init__", ("response_complete",)),
 ]
 _WORKER_ATTRIBUTES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
     ("uvicorn_worker", "UvicornWorker", None, ("CONFIG_KWARGS", "_serve", "_install_sigquit_handler")),
@@ -131,8 +187,9 @@ def problem(worker: bool = False) -> str | None:
 
     ``worker`` adds what ``FasterWorker`` overrides in uvicorn-worker and gunicorn.
     """
-    imports = {**_IMPORTS, **(_WORKER_IMPORTS if worker else {})}
-    attributes = _ATTRIBUTES + (_WORKER_ATTRIBUTES if worker else [])
+    httptools = importlib.util.find_spec("httptools") is not None
+    imports = {**_IMPORTS, **(_HTTPTOOLS_IMPORTS if httptools else {}), **(_WORKER_IMPORTS if worker else {})}
+    attributes = _ATTRIBUTES + (_HTTPTOOLS_ATTRIBUTES if httptools else []) + (_WORKER_ATTRIBUTES if worker else [])
     modules: dict[str, Any] = {}
     for name, members in imports.items():
         try:
@@ -166,10 +223,11 @@ def problem(worker: bool = False) -> str | None:
         unsupported = sorted(set(_methods_called_on(uvicorn_protocol, attribute)) - set(dir(replacement)))
         if unsupported:
             return f"uvicorn calls {', '.join(f'{attribute}.{name}()' for name in unsupported)}, which ours lacks"
-    try:
-        importlib.import_module(f"{__package__}.protocol")  # what no list above foresaw
-    except Exception as error:
-        return f"FasterAPI.server.protocol does not import ({error!r})"
+    for ours in ("protocol", "http"):
+        try:
+            importlib.import_module(f"{__package__}.{ours}")  # what no list above foresaw
+        except Exception as error:
+            return f"FasterAPI.server.{ours} does not import ({error!r})"
     return None
 
 
@@ -199,6 +257,15 @@ def ws_protocol(worker: bool = False) -> type | str:
     return FasterWebSocketProtocol
 
 
+def http_protocol(worker: bool = False) -> type | str:
+    """uvicorn's ``http`` setting: our HTTP protocol (header deadline and limits), or ``"auto"``."""
+    if not frame_once(worker):
+        return FALLBACK
+    from .http import http_protocol_class
+
+    return http_protocol_class()
+
+
 _warned = False
 
 
@@ -208,7 +275,8 @@ def _warn(worker: bool, reason: str) -> None:
     logger.warning(
         "FasterAPI: frame-once WebSocket delivery is off (%s: %s). This FasterAPI %s was tested with %s. "
         "WebSockets are served by uvicorn's own protocol and server instead (the plain ASGI path: "
-        "one ASGI send per socket per broadcast, close code 1012 on shutdown).",
+        "one ASGI send per socket per broadcast, close code 1012 on shutdown, and no header timeout "
+        "or header size limits: put a proxy with its own in front).",
         versions(worker),
         reason,
         _version("fasterapi-hub"),

@@ -16,10 +16,25 @@ Guarantees kept from the ASGI path:
   a full one goes to the hub's one overflow policy: close with 1013 (the transport is
   aborted shortly after) or drop the oldest broadcast. Both are counted.
 - Order: the app's own ASGI sends go through the same queue, so frames and sends keep the
-  order in which they were made.
+  order in which they were made; so do the frames the protocol writes itself (pongs, pings,
+  close frames): broadcasts batched before them are written first.
+- Write coalescing (opt-in, ``Faster(write_delay=0.005)`` / ``FASTERAPI_WRITE_DELAY``): a
+  connection's broadcasts are collected for up to ``write_delay`` seconds and written in one
+  call, by one timer per worker for every connection; the batch counts against
+  ``send_queue_size`` like the backlog, so the overflow policy still bounds it. Anything
+  else written to the connection (an app send, a pong, a close) writes the batch first, so
+  it is never held back by the window.
 - Nothing is written after a close frame or on a closing transport.
 - permessage-deflate is negotiated without server context takeover, so one compressed
   frame serves every such member; any other negotiated shape uses the ASGI path.
+
+What a client gets wrong costs that client only, and is counted and logged at INFO without a
+traceback, at most a line a second (:mod:`.errors`): a handshake over websockets' header
+limits is answered (431, or 414 for the request line) and closed, where uvicorn's protocol
+builds that answer and never writes it; a message over ``ws_max_size`` (which ``fasterapi
+run`` and ``FasterWorker`` set to ``FASTERAPI_MAX_MESSAGE_SIZE``, measured decompressed and
+refused while inflating) closes with 1009; an invalid UTF-8 text message with 1007; a frame
+that breaks the protocol with 1002.
 """
 
 from __future__ import annotations
@@ -41,13 +56,16 @@ except ImportError as error:  # uvicorn < 0.35
         "Install the uvicorn release pyproject.toml admits, or serve with `fasterapi run` or FasterWorker, "
         "which fall back to uvicorn's own protocol."
     ) from error
+from websockets.exceptions import PayloadTooBig, ProtocolError, SecurityError
 from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
+from websockets.frames import CloseCode
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
 from ..pubsub.delivery import SINK_EXTENSION, Delivery, Encoder, ServerSink, SinkSettings
 from ..status import WS_1001_GOING_AWAY, WS_1013_TRY_AGAIN_LATER
+from .errors import client_errors, peer
 from .frames import deflated_frame, plain_frame
 from .waiting import MessageQueue, WaitFlag
 
@@ -63,15 +81,24 @@ DEFLATE_WINDOW_BITS = 12
 
 
 class _Flusher:
-    """Writes every connection's batched frames once per event-loop iteration."""
+    """Writes every connection's batched frames at one moment: the end of this event-loop
+    iteration, or ``delay`` seconds after the first frame of a window (write coalescing).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    One flusher (one timer) per loop and delay serves every connection: with thousands of
+    busy sockets a timer each would cost a heap push and pop per socket per window.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
         self.loop = loop
+        self.delay = delay
         self.dirty: list[FasterWebSocketProtocol] = []
 
     def add(self, connection: FasterWebSocketProtocol) -> None:
         if not self.dirty:
-            self.loop.call_soon(self.flush)
+            if self.delay:
+                self.loop.call_later(self.delay, self.flush)
+            else:
+                self.loop.call_soon(self.flush)
         self.dirty.append(connection)
 
     def flush(self) -> None:
@@ -80,16 +107,20 @@ class _Flusher:
             connection._flush()
 
 
-_flushers: dict[asyncio.AbstractEventLoop, _Flusher] = {}
+#: loop -> write delay -> its flusher (looked up per connection and iteration: no key tuple).
+_flushers: dict[asyncio.AbstractEventLoop, dict[float, _Flusher]] = {}
 
 
-def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
-    flusher = _flushers.get(loop)
-    if flusher is None:
+def _flusher(loop: asyncio.AbstractEventLoop, delay: float) -> _Flusher:
+    by_delay = _flushers.get(loop)
+    if by_delay is None:
         if len(_flushers) > 8:  # loops of finished servers (tests): forget the closed ones
             for old in [old for old in _flushers if old.is_closed()]:
                 del _flushers[old]
-        flusher = _flushers[loop] = _Flusher(loop)
+        by_delay = _flushers[loop] = {}
+    flusher = by_delay.get(delay)
+    if flusher is None:
+        flusher = by_delay[delay] = _Flusher(loop, delay)
     return flusher
 
 
@@ -165,6 +196,66 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
     #: How this connection's broadcasts are framed (shared by every connection of that shape).
     _encoder: Encoder = staticmethod(plain_frame)
 
+    # -- what a client gets wrong ----------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            self._refuse_handshake()
+
+    def _refuse_handshake(self) -> None:
+        """Write the answer websockets made for a bad handshake request, and close."""
+        error = self.conn.handshake_exc
+        if type(error).__name__ == "RequestLineTooLong":
+            reason = "request_line_too_long"
+        elif isinstance(error, SecurityError):
+            reason = "headers_too_large"
+        else:
+            reason = "invalid_handshake"
+        client_errors.report(reason, "Refused a WebSocket handshake from %s: %s", peer(self.client), error)
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            frames = self.frames
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            if not data.isascii():  # ASCII is valid UTF-8, and checked without a copy
+                try:
+                    data.decode()
+                except UnicodeDecodeError as error:
+                    # uvicorn logs each one as an ERROR with a traceback.
+                    self.frames = []
+                    self.conn.send_close(CloseCode.INVALID_DATA, f"invalid UTF-8 at byte {error.start}")
+                    self.handle_parser_exception()
+                    return
+        super().send_receive_event_to_app()
+
+    def handle_parser_exception(self) -> None:
+        close = self.conn.close_sent
+        error = self.conn.parser_exc
+        if isinstance(error, PayloadTooBig):
+            reason = "message_too_big"
+        elif isinstance(error, ProtocolError):
+            reason = "bad_frame"
+        elif isinstance(error, UnicodeDecodeError) or (close is not None and close.code == CloseCode.INVALID_DATA):
+            reason = "invalid_utf8"
+        else:
+            reason = ""  # not the client's doing (websockets logged it)
+        self._flush()  # what the hub handed over before the fault goes out before the close
+        if reason and close is not None:
+            client_errors.report(
+                reason, "Closed the WebSocket from %s with %d: %s", peer(self.client), close.code, close.reason or error
+            )
+        if error is not None:
+            # Its traceback holds the parser's frames, and with them what it was decoding (up
+            # to ws_max_size inflated): in a reference cycle through this connection, which
+            # only a full collection would free. A bomb a second would pile them up.
+            error.__traceback__ = None
+        super().handle_parser_exception()
+
     # -- registration with the hub -------------------------------------------------------
 
     def handle_connect(self, event: Any) -> None:
@@ -206,17 +297,27 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
             batch = self._batch
             if batch is None:
                 self._batch = data
-                _flusher(self.loop).add(self)
-            elif isinstance(batch, bytes):
-                self._batch = [batch, data]
+                _flusher(self.loop, settings.write_delay).add(self)
             else:
-                batch.append(data)
+                if settings.write_delay and self.pending >= settings.limit and not settings.overflow(self):
+                    return  # coalescing holds frames longer: the bound counts them too
+                batch = self._batch  # drop_oldest may have taken one
+                if batch is None:
+                    self._batch = data
+                elif isinstance(batch, bytes):
+                    self._batch = [batch, data]
+                else:
+                    batch.append(data)
         settings.stats.delivered += 1
 
     def close(self) -> None:
-        """The hub forgets this connection: write nothing more for it."""
+        """The hub forgets this connection: it takes nothing more.
+
+        Broadcasts it already took (counted as delivered) are written now, ahead of the close
+        frame the app or the server sends next, as the ones held while paused are.
+        """
+        self._flush()
         self._closing = True
-        self._batch = None
 
     @property
     def closed(self) -> bool:
@@ -229,23 +330,26 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
 
     @property
     def label(self) -> str:
-        host, port = self.client or ("?", 0)
-        return f"WebSocket client {host}:{port}"
+        return f"WebSocket client {peer(self.client)}"
 
     def _batched(self) -> int:
         batch = self._batch
         return 0 if batch is None else 1 if isinstance(batch, bytes) else len(batch)
 
     def drop_oldest(self) -> None:
-        """Drop the oldest broadcast held while paused (the app's own sends stay)."""
+        """Drop the oldest broadcast held (while paused, or batched); the app's own sends stay."""
         backlog = self._backlog
-        if backlog is None:
-            return
-        for index, (_, is_broadcast) in enumerate(backlog):
-            if is_broadcast:
-                del backlog[index]
-                self._backlog_broadcasts -= 1
-                return
+        if backlog is not None:
+            for index, (_, is_broadcast) in enumerate(backlog):
+                if is_broadcast:
+                    del backlog[index]
+                    self._backlog_broadcasts -= 1
+                    return
+        batch = self._batch
+        if isinstance(batch, list) and len(batch) > 1:
+            del batch[0]
+        else:
+            self._batch = None  # its flusher finds nothing to write
 
     def close_for_overflow(self) -> None:
         self._batch = None
@@ -274,11 +378,28 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
         if self.close_sent or self.transport.is_closing():
             return
         if self._backlog is not None:
-            frames = [batch] if isinstance(batch, bytes) else batch
-            self._backlog.extend((data, True) for data in frames)
-            self._backlog_broadcasts += len(frames)
+            self._batch = batch
+            self._batch_to_backlog()
             return
         self.transport.write(batch if isinstance(batch, bytes) else b"".join(batch))
+
+    # -- frames of our own: batched broadcasts go first -----------------------------------
+
+    def handle_ping(self) -> None:
+        self._flush()
+        super().handle_ping()
+
+    def send_keepalive_ping(self) -> None:
+        self._flush()
+        super().send_keepalive_ping()
+
+    def keepalive_timeout(self) -> None:
+        self._flush()
+        super().keepalive_timeout()
+
+    def handle_close(self, event: Any) -> None:
+        self._flush()
+        super().handle_close(event)
 
     # -- flow control --------------------------------------------------------------------
 
@@ -287,6 +408,15 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
         if self._backlog is None:
             self._backlog = collections.deque()
             self._backlog_broadcasts = 0
+            # Broadcasts batched before the pause go ahead of everything queued after it.
+            self._batch_to_backlog()
+
+    def _batch_to_backlog(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None and self._backlog is not None:
+            frames = [batch] if isinstance(batch, bytes) else batch
+            self._backlog.extend((data, True) for data in frames)
+            self._backlog_broadcasts += len(frames)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -345,6 +475,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
             self._send_close(WS_1001_GOING_AWAY, "server shutting down", abort_after=self.close_timeout)
 
     def shutdown(self) -> None:
+        self._flush()
         if self.handshake_complete and not self.close_sent and not self.transport.is_closing():
             # uvicorn says 1012 (service restart); a scaled-out client should go elsewhere.
             self.stop_keepalive()

@@ -2,7 +2,9 @@
 
 ``FasterWorker`` is uvicorn-worker's ``UvicornWorker`` running :class:`~.drain.FasterServer`
 (WebSockets close with 1001 over a jittered window on shutdown, kept well inside gunicorn's
-``graceful_timeout``) with our frame-once WebSocket protocol:
+``graceful_timeout``) with our frame-once WebSocket protocol, our HTTP protocol (a header
+deadline and header size limits, :mod:`.http`) and ``FASTERAPI_MAX_MESSAGE_SIZE`` as the
+incoming message limit:
 
     gunicorn app:app -k FasterAPI.server.worker.FasterWorker -w 4
 
@@ -19,7 +21,7 @@ from typing import Any
 from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
-from ..config import ServerConfig
+from ..config import HubConfig, ServerConfig
 from . import compat
 from .compat import PROTOCOL
 from .drain import FasterServer
@@ -32,7 +34,11 @@ class FasterWorker(UvicornWorker):  # type: ignore[misc]
 
     # Evaluated when gunicorn's master imports the class, before it forks: one check (and at
     # most one warning) for every worker.
-    CONFIG_KWARGS: dict[str, Any] = {"loop": "auto", "http": "auto", "ws": compat.ws_protocol(worker=True)}
+    CONFIG_KWARGS: dict[str, Any] = {
+        "loop": "auto",
+        "http": compat.http_protocol(worker=True),
+        "ws": compat.ws_protocol(worker=True),
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -41,6 +47,8 @@ class FasterWorker(UvicornWorker):  # type: ignore[misc]
         graceful = float(self.cfg.graceful_timeout)
         self.drain_window = min(settings.drain_window, graceful / 3)
         self.config.timeout_graceful_shutdown = max(1.0, graceful - self.drain_window - 3.0)
+        # One limit for incoming messages and broadcasts (uvicorn's own default is 16 MiB).
+        self.config.ws_max_size = HubConfig.load({}).max_message_size
 
     async def _serve(self) -> None:
         if not compat.frame_once(worker=True):

@@ -69,6 +69,9 @@ def test_the_installed_releases_pass(fresh_check: None, caplog: pytest.LogCaptur
 
     assert compat.ws_protocol() is FasterWebSocketProtocol
     assert compat.ws_protocol(worker=True) is FasterWebSocketProtocol
+    from FasterAPI.server.http import FasterHttpToolsProtocol
+
+    assert compat.http_protocol() is FasterHttpToolsProtocol  # httptools is installed here
     assert warnings_in(caplog) == []
 
 
@@ -79,6 +82,7 @@ def test_a_missing_module_falls_back_with_one_warning(
     monkeypatch.setitem(sys.modules, "uvicorn.protocols.websockets.websockets_sansio_impl", None)
     assert compat.ws_protocol() == "auto"
     assert compat.ws_protocol(worker=True) == "auto"
+    assert compat.http_protocol() == "auto"
     assert compat.frame_once() is False
     [warning] = warnings_in(caplog)
     assert WARNING in warning
@@ -162,3 +166,12 @@ def test_gunicorn_workers_fall_back_with_one_warning_in_all(changed_uvicorn: str
         log = server.log()
     assert log.count(WARNING) == 1, log
     assert f"pid: {pid}" in log  # answered by one of the workers, through uvicorn's own protocol
+
+
+def test_a_missing_http_protocol_hook_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    monkeypatch.delattr(HttpToolsProtocol, "_unsupported_upgrade_warning")
+    assert compat.problem() == (
+        "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol: missing _unsupported_upgrade_warning"
+    )

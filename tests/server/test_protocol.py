@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from websockets.uri import parse_uri
 from FasterAPI import Faster, WebSocket, WebSocketDisconnect
 from FasterAPI.pubsub.envelope import prepare, room_channel
 from FasterAPI.server import protocol as protocol_module
+from FasterAPI.server.errors import client_errors
 from FasterAPI.server.protocol import FasterWebSocketProtocol
 
 pytestmark = pytest.mark.timeout(30)
@@ -115,7 +117,7 @@ async def settle(rounds: int = 20) -> None:
 
 
 def make_app(events: list[Any], **options: Any) -> Faster:
-    app = Faster(send_queue_size=3, **options)
+    app = Faster(**{"send_queue_size": 3, **options})
 
     @app.websocket("/ws")
     async def handler(ws: WebSocket) -> None:
@@ -137,7 +139,7 @@ def make_app(events: list[Any], **options: Any) -> Faster:
 
 @asynccontextmanager
 async def connected(
-    deflate: bool = False, pipelined: bytes = b"", **app_options: Any
+    deflate: bool = False, pipelined: bytes = b"", ws_max_size: int = 1 << 20, **app_options: Any
 ) -> AsyncIterator[tuple[Faster, ScriptedTransport, Peer]]:
     """One socket through the handshake; ``pipelined`` arrives with the request (a client
     that does not wait for the 101)."""
@@ -145,7 +147,7 @@ async def connected(
     app = make_app(events, **app_options)
     app.state.events = events
     await app.hub.start()
-    transport, peer = await open_socket(app, deflate, pipelined)
+    transport, peer = await open_socket(app, deflate, pipelined, ws_max_size)
     assert await app.room_size("room") == 1
     try:
         yield app, transport, peer
@@ -156,15 +158,24 @@ async def connected(
         await app.hub.stop()
 
 
-async def open_socket(app: Faster, deflate: bool = False, pipelined: bytes = b"") -> tuple[ScriptedTransport, Peer]:
-    """A FasterWebSocketProtocol connection to ``app``, through the handshake."""
-    config = Config(app=app, ws="FasterAPI.server.protocol:FasterWebSocketProtocol", lifespan="off")
+def new_socket(app: Faster, deflate: bool = False, ws_max_size: int = 1 << 20) -> tuple[ScriptedTransport, Peer]:
+    """A FasterWebSocketProtocol connection to ``app`` and its client, before the handshake."""
+    config = Config(
+        app=app, ws="FasterAPI.server.protocol:FasterWebSocketProtocol", lifespan="off", ws_max_size=ws_max_size
+    )
     config.load()
     protocol = FasterWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
     transport = ScriptedTransport(protocol)
     protocol.connection_made(transport)
-    peer = Peer(transport, deflate)
-    protocol.data_received(peer.handshake_bytes() + pipelined)
+    return transport, Peer(transport, deflate)
+
+
+async def open_socket(
+    app: Faster, deflate: bool = False, pipelined: bytes = b"", ws_max_size: int = 1 << 20
+) -> tuple[ScriptedTransport, Peer]:
+    """A FasterWebSocketProtocol connection to ``app``, through the handshake."""
+    transport, peer = new_socket(app, deflate, ws_max_size)
+    transport.protocol.data_received(peer.handshake_bytes() + pipelined)
     await settle()
     assert peer.frames() == [] and peer.response is not None and peer.response.status_code == 101
     return transport, peer
@@ -367,5 +378,270 @@ def test_permessage_deflate_members_get_one_shared_compressed_frame() -> None:
             peer.send_text("send:from the app")  # the connection's own compressor still works
             await settle()
             assert peer.texts() == ["from the app"]
+
+    asyncio.run(scenario())
+
+
+# -- what a client gets wrong ------------------------------------------------------------------
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "reason"),
+    [
+        (b"".join(b"X-%d: a\r\n" % n for n in range(200)), 431, "headers_too_large"),
+        (b"X-Long: " + b"a" * 9000 + b"\r\n", 431, "headers_too_large"),
+    ],
+    ids=["many headers", "long line"],
+)
+def test_a_handshake_over_the_header_limits_is_answered_and_closed(
+    extra: bytes, status: int, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # uvicorn's protocol has websockets build this answer, then never writes it: the socket
+    # would hang open with nothing logged.
+    async def scenario() -> None:
+        app = make_app([])
+        transport, peer = new_socket(app)
+        before = client_errors.counts[reason]
+        request = peer.handshake_bytes()
+        transport.protocol.data_received(request[:-2] + extra + b"\r\n")
+        await settle()
+        assert bytes(transport.written).startswith(b"HTTP/1.1 %d " % status)
+        assert transport.closing
+        assert client_errors.counts[reason] == before + 1
+
+    caplog.set_level(logging.INFO)
+    asyncio.run(scenario())
+    assert errors_logged(caplog) == []
+
+
+def test_invalid_utf8_closes_with_1007_without_an_error_line(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with connected() as (app, transport, peer):
+            before = client_errors.counts["invalid_utf8"]
+            peer.client.send_text(b"send:\xff\xfe not UTF-8")
+            transport.protocol.data_received(b"".join(peer.client.data_to_send()))
+            await settle()
+            frames = peer.frames()
+            assert [f.opcode for f in frames] == [Opcode.CLOSE]
+            assert frames[0].data[:2] == (1007).to_bytes(2, "big")
+            assert transport.closing
+            assert ("disconnect", 1007) in app.state.events
+            assert client_errors.counts["invalid_utf8"] == before + 1
+
+    caplog.set_level(logging.INFO)
+    asyncio.run(scenario())
+    assert errors_logged(caplog) == []
+
+
+def test_valid_non_ascii_text_is_received() -> None:
+    async def scenario() -> None:
+        async with connected() as (_, _transport, peer):
+            peer.send_text("send:héllo wörld ✓")
+            await settle()
+            assert peer.texts() == ["héllo wörld ✓"]
+
+    asyncio.run(scenario())
+
+
+def test_a_deflate_bomb_is_refused_with_1009_while_inflating(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with connected(deflate=True, ws_max_size=64 * 1024) as (app, transport, peer):
+            before = client_errors.counts["message_too_big"]
+            peer.client.send_binary(b"\0" * (16 << 20))  # 16 MiB of zeros: ~16 KB compressed
+            bomb = b"".join(peer.client.data_to_send())
+            assert len(bomb) < 64 * 1024
+            transport.protocol.data_received(bomb)
+            await settle()
+            frames = peer.frames()
+            assert [f.opcode for f in frames] == [Opcode.CLOSE]
+            assert frames[0].data[:2] == (1009).to_bytes(2, "big")
+            assert ("disconnect", 1009) in app.state.events
+            assert client_errors.counts["message_too_big"] == before + 1
+
+    caplog.set_level(logging.INFO)
+    asyncio.run(scenario())
+    assert errors_logged(caplog) == []
+
+
+def test_a_frame_that_breaks_the_protocol_closes_with_1002() -> None:
+    async def scenario() -> None:
+        async with connected() as (_, transport, peer):
+            before = client_errors.counts["bad_frame"]
+            unmasked = Frame(Opcode.TEXT, b"hello").serialize(mask=False, extensions=[])
+            transport.protocol.data_received(unmasked)  # a client must mask
+            await settle()
+            frames = peer.frames()
+            assert [f.opcode for f in frames] == [Opcode.CLOSE]
+            assert frames[0].data[:2] == (1002).to_bytes(2, "big")
+            assert client_errors.counts["bad_frame"] == before + 1
+
+    asyncio.run(scenario())
+
+
+# -- write coalescing ----------------------------------------------------------------------------
+
+#: Long enough that nothing waiting for the window is written while a test looks.
+WINDOW = 0.5
+
+
+async def written_within(transport: ScriptedTransport, writes: int, timeout: float = 10.0) -> None:
+    """Wait until the transport has had ``writes`` writes."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while transport.writes < writes:
+        assert asyncio.get_running_loop().time() < deadline, f"{transport.writes} writes, expected {writes}"
+        await asyncio.sleep(0.01)
+
+
+def test_coalesced_broadcasts_wait_for_the_window_and_go_out_in_one_write() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, transport, peer):
+            writes = transport.writes
+            for n in range(3):  # three separate loop iterations
+                await app.broadcast("room", f"b{n}")
+                await settle()
+            assert transport.writes == writes  # held for the window
+            assert transport.protocol.pending == 3
+            await written_within(transport, writes + 1)
+            assert transport.writes == writes + 1
+            assert peer.texts() == ["b0", "b1", "b2"]
+            assert transport.protocol.pending == 0
+
+    asyncio.run(scenario())
+
+
+def test_app_sends_pings_and_pongs_flush_the_window_first_and_keep_their_order() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, transport, peer):
+            await app.broadcast("room", "b1")
+            await settle()
+            peer.send_text("send:a1")  # the app's send writes b1 first, without waiting
+            await settle()
+            assert peer.texts() == ["b1", "a1"]
+            await app.broadcast("room", "b2")
+            await settle()
+            peer.client.send_ping(b"p")  # the pong writes b2 first
+            transport.protocol.data_received(b"".join(peer.client.data_to_send()))
+            await settle()
+            assert peer.texts() == ["b2", "<PONG>"]
+            await app.broadcast("room", "b3")
+            await settle()
+            transport.protocol.send_keepalive_ping()  # so does a keepalive ping of ours
+            assert peer.texts() == ["b3", "<PING>"]
+            await app.broadcast("room", "b4")
+            writes = transport.writes
+            await written_within(transport, writes + 1)
+            assert peer.texts() == ["b4"]
+
+    asyncio.run(scenario())
+
+
+def test_nothing_is_lost_across_many_windows() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=0.01, send_queue_size=1000) as (app, transport, peer):
+            received: list[str] = []
+            for n in range(300):
+                await app.broadcast("room", f"m{n}")
+                if n % 7 == 0:
+                    await asyncio.sleep(0.004)
+                received += peer.texts()
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(received) < 300 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+                received += peer.texts()
+            assert received == [f"m{n}" for n in range(300)]
+            assert transport.writes < 300  # coalesced
+            assert app.hub.stats.dropped == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_batch_counts_against_the_queue_bound_close_policy() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, _, peer):
+            for n in range(4):  # the queue holds 3; the transport is not even paused
+                await app.broadcast("room", f"b{n}")
+            await settle()
+            frames = peer.frames()
+            assert [f.opcode for f in frames] == [Opcode.CLOSE]
+            assert frames[0].data[:2] == (1013).to_bytes(2, "big")
+            assert app.hub.stats.slow_consumer_closes == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_batch_counts_against_the_queue_bound_drop_oldest_policy() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW, overflow="drop_oldest") as (app, transport, peer):
+            writes = transport.writes
+            for n in range(6):
+                await app.broadcast("room", f"b{n}")
+            await settle()
+            assert transport.protocol.pending == 3
+            await written_within(transport, writes + 1)
+            assert peer.texts() == ["b3", "b4", "b5"]
+            assert app.hub.stats.dropped == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_paused_transport_still_takes_the_batch_into_its_backlog_in_order() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=0.05, send_queue_size=10) as (app, transport, peer):
+            await app.broadcast("room", "b1")
+            await settle()
+            transport.pause()
+            await app.broadcast("room", "b2")
+            await asyncio.sleep(0.2)  # the window ends while paused: b1 joins the backlog
+            assert peer.texts() == []
+            transport.resume()
+            await settle()
+            assert peer.texts() == ["b1", "b2"]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("who", ["app", "client", "server"])
+def test_a_close_writes_the_batch_first(who: str) -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, transport, peer):
+            await app.broadcast("room", "last words")
+            await settle()
+            if who == "app":
+                peer.send_text("close")
+            elif who == "client":
+                peer.client.send_close(1000)
+                transport.protocol.data_received(b"".join(peer.client.data_to_send()))
+            else:
+                transport.protocol.go_away()
+            await settle()
+            assert peer.texts() == ["last words", "<CLOSE>"]
+
+    asyncio.run(scenario())
+
+
+def test_the_hub_setting_reaches_the_connection() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=0.005) as (app, transport, _):
+            settings = transport.protocol._settings
+            assert settings is not None and settings.write_delay == 0.005
+            assert app.hub.config.write_delay == 0.005
+
+    asyncio.run(scenario())
+
+
+def test_when_the_hub_forgets_a_connection_its_batch_is_still_written() -> None:
+    async def scenario() -> None:
+        async with connected(write_delay=WINDOW) as (app, _, peer):
+            await app.broadcast("room", "accepted")
+            await settle()
+            await app.hub.discard(next(iter(app.hub.connections)))  # as when the handler returns
+            assert peer.texts() == ["accepted"]
+            await app.broadcast("room", "after")
+            await asyncio.sleep(WINDOW * 2)
+            assert peer.texts() == []
 
     asyncio.run(scenario())
