@@ -109,6 +109,14 @@ class Stack:
 
 
 UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
+#: gunicorn's own asyncio ASGI worker (gunicorn >= 24, ``-k asgi``), WebSockets included.
+GUNICORN_ASGI_WORKER = "asgi"
+#: Not a gunicorn worker class: the stack is served by granian (Rust HTTP, ASGI interface)
+#: with its own process manager, also 2 workers.
+GRANIAN = "granian"
+#: Not a gunicorn worker class: the stack is served by ``fasterapi run --workers 2`` (gunicorn
+#: with FasterWorker), with this directory's gunicorn_conf.py for the readiness markers.
+FASTERAPI_RUN = "fasterapi-run"
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 
 STACKS: dict[str, Stack] = {
@@ -167,6 +175,34 @@ STACKS: dict[str, Stack] = {
             UVICORN_WORKER,
             "ceiling",
             description="hand-written ASGI: one Redis subscription per worker, await send per socket",
+        ),
+        Stack(
+            "fasterapi-asgi-gunicorn",
+            "benchmarks.stacks.fasterapi_app:app",
+            GUNICORN_ASGI_WORKER,
+            "ours",
+            description="the same FasterAPI app under gunicorn's own ASGI worker (plain ASGI path)",
+        ),
+        Stack(
+            "bare-asgi-gunicorn",
+            "benchmarks.stacks.bare_asgi_app:app",
+            GUNICORN_ASGI_WORKER,
+            "ceiling",
+            description="the bare-asgi app under gunicorn's own ASGI worker",
+        ),
+        Stack(
+            "fasterapi-asgi-granian",
+            "benchmarks.stacks.granian_apps:fasterapi",
+            GRANIAN,
+            "ours",
+            description="the same FasterAPI app on granian's ASGI interface (plain ASGI path)",
+        ),
+        Stack(
+            "bare-asgi-granian",
+            "benchmarks.stacks.granian_apps:bare_asgi",
+            GRANIAN,
+            "ceiling",
+            description="the bare-asgi app on granian's ASGI interface",
         ),
     )
 }
@@ -318,13 +354,25 @@ class Gunicorn:
         return 0
 
 
-@contextlib.asynccontextmanager
-async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: float) -> AsyncIterator[Gunicorn]:
-    """Run ``stack`` under gunicorn until the block ends; yields once every worker serves."""
-    port = free_port()
-    ready_dir = Path(tempfile.mkdtemp(prefix="fanout-ready-"))
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"),
+def server_command(stack: Stack, port: int) -> list[str]:
+    """The command that serves ``stack`` with ``WORKERS`` workers on ``port``."""
+    bin_dir = Path(sys.executable).parent
+    if stack.worker_class == GRANIAN:
+        # --backpressure: granian admits at most backlog/workers requests per worker by
+        # default, and an open WebSocket counts as one (the 2,000-receiver runs would hang).
+        return [
+            str(bin_dir / "granian"), stack.app,
+            "--interface", "asgi", "--workers", str(WORKERS), "--loop", "uvloop",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--backlog", "4096", "--backpressure", "1000000", "--workers-kill-timeout", "5",
+        ]  # fmt: skip
+    if stack.worker_class == FASTERAPI_RUN:
+        return [
+            str(bin_dir / "fasterapi"), "run", stack.app, "--workers", str(WORKERS),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--config", str(GUNICORN_CONF),
+        ]  # fmt: skip
+    return [
+        str(bin_dir / "gunicorn"),
         stack.app,
         "--workers", str(WORKERS),
         "--worker-class", stack.worker_class,
@@ -334,6 +382,14 @@ async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: f
         "--timeout", "120",
         "--config", str(GUNICORN_CONF),
     ]  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: float) -> AsyncIterator[Gunicorn]:
+    """Run ``stack`` under gunicorn until the block ends; yields once every worker serves."""
+    port = free_port()
+    ready_dir = Path(tempfile.mkdtemp(prefix="fanout-ready-"))
+    command = server_command(stack, port)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),

@@ -6,6 +6,8 @@
   served), the worker touches ``$BENCH_READY_DIR/<pid>``. gunicorn listens before its workers
   boot, so the runner connects clients only when every worker has its marker. With
   ``--log-level warning`` uvicorn's "startup complete" line is not logged to wait for.
+  Under gunicorn's own ASGI worker (``-k asgi``) the marker comes once the app's lifespan
+  startup is complete; the worker starts serving right after it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def post_worker_init(worker: Any) -> None:
     directory = os.environ.get("BENCH_READY_DIR")
     if not directory:
         return
+    if type(worker).__module__ == "gunicorn.workers.gasgi":
+        _mark_after_lifespan(directory)
+        return
     from uvicorn.server import Server
 
     original = Server.startup
@@ -37,3 +42,15 @@ def post_worker_init(worker: Any) -> None:
             Path(directory, str(os.getpid())).touch()
 
     Server.startup = startup  # type: ignore[method-assign]
+
+
+def _mark_after_lifespan(directory: str) -> None:
+    from gunicorn.asgi.lifespan import LifespanManager
+
+    original = LifespanManager.startup
+
+    async def startup(self: LifespanManager) -> None:
+        await original(self)
+        Path(directory, str(os.getpid())).touch()
+
+    LifespanManager.startup = startup  # type: ignore[method-assign]
