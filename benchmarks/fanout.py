@@ -20,6 +20,12 @@ socketio               python-socketio AsyncServer + AsyncRedisManager, WebSocke
 bare-asgi              one Redis subscription per worker, ``await send`` per socket   ceiling
 =====================  ============================================================  =======
 
+The same FasterAPI app (ASGI path) and bare-asgi app also run on the two other servers a
+speed-minded user would try: ``fasterapi-asgi-gunicorn`` / ``bare-asgi-gunicorn`` on gunicorn's
+own asyncio ASGI worker (``-k asgi``, gunicorn >= 24; uvloop), and ``fasterapi-asgi-granian`` /
+``bare-asgi-granian`` on granian (Rust HTTP and WebSockets, ASGI interface, uvloop, 2 workers
+of its own process manager instead of gunicorn's).
+
 Scenarios: ``saturation`` (500 receivers; the publisher keeps ``--window`` messages in flight,
 a message being in flight until every receiver of the publisher's process has it),
 ``500x100`` (500 receivers, 100 msg/s), ``2000x50`` (2,000 receivers, 50 msg/s) and
@@ -1035,6 +1041,25 @@ def ratios(table: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
         asgi = ours("saturation", key, OURS_ASGI)
         add(f"frame-once vs ASGI path ({key})", "saturation", key, None if asgi is None else (OURS_ASGI, asgi), better)
+    # Our ASGI path (the fallback under any other server) on gunicorn's own worker and on
+    # granian, against the same app on uvicorn's: which server to advise without FasterWorker.
+    for other in ("fasterapi-asgi-gunicorn", "fasterapi-asgi-granian"):
+        for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
+            on_uvicorn = ours("saturation", key, OURS_ASGI)
+            against = None if on_uvicorn is None else (OURS_ASGI, on_uvicorn)
+            add(f"ASGI path, {other} vs uvicorn ({key})", "saturation", key, against, better, stack=other)
+    # The frame-once path against every row that is not FasterWorker's (peers, ceilings, our
+    # ASGI path on any server): it must stay the cheapest per delivery.
+    for scenario in THROUGHPUT_SCENARIOS:
+        others = [
+            (name, float(table[name][scenario]["server_cpu_us_per_delivery"]))
+            for name in table
+            if name in STACKS
+            and STACKS[name].worker_class != STACKS[OURS].worker_class
+            and table[name].get(scenario, {}).get("server_cpu_us_per_delivery") is not None
+        ]
+        cheapest = min(others, key=lambda item: item[1]) if others else None
+        add("server CPU per delivery vs cheapest other row", scenario, "server_cpu_us_per_delivery", cheapest, "lower")
     # Room history on against off (same app and worker): the cost of exact delivery.
     for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
         off = ours("saturation", key)
