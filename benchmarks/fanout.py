@@ -1044,10 +1044,14 @@ def ratios(table: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     # Our ASGI path (the fallback under any other server) on gunicorn's own worker and on
     # granian, against the same app on uvicorn's: which server to advise without FasterWorker.
     for other in ("fasterapi-asgi-gunicorn", "fasterapi-asgi-granian"):
-        for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
-            on_uvicorn = ours("saturation", key, OURS_ASGI)
+        for scenario, key, better in (
+            ("saturation", "server_cpu_us_per_delivery", "lower"),
+            ("saturation", "delivered_per_s", "higher"),
+            ("memory", "kib_per_conn", "lower"),
+        ):
+            on_uvicorn = ours(scenario, key, OURS_ASGI)
             against = None if on_uvicorn is None else (OURS_ASGI, on_uvicorn)
-            add(f"ASGI path, {other} vs uvicorn ({key})", "saturation", key, against, better, stack=other)
+            add(f"ASGI path, {other} vs uvicorn ({key})", scenario, key, against, better, stack=other)
     # The frame-once path against every row that is not FasterWorker's (peers, ceilings, our
     # ASGI path on any server): it must stay the cheapest per delivery.
     for scenario in THROUGHPUT_SCENARIOS:
