@@ -15,9 +15,10 @@ bare-asgi  the hand-written ASGI app on gunicorn + ``uvicorn_worker.UvicornWorke
 ``fanout_client.py``, in ``--client-procs`` processes (default 4), each connecting from a
 loopback address of its own (127.0.0.2, 127.0.0.3, ...), so that no source address needs more
 of the ``net.ipv4.ip_local_port_range`` ephemeral ports than it has. Every process this runner
-starts inherits an open-files limit (soft and hard) raised to the receivers plus a margin:
-the common hard limit of 20,000 is below what one worker or the server as a whole may need
-(the runner must be root, or have ``CAP_SYS_RESOURCE``, to raise a hard limit).
+starts inherits an open-files limit (soft and hard) raised to the receivers plus a margin, so
+that even a worker that wins every accept has room; that needs ``CAP_SYS_RESOURCE`` (root on
+an ordinary machine). Without it the soft limit goes up to the hard one, which then caps the
+receivers at about twice the hard limit (a worker's even share must fit).
 
 One run: boot the stack and wait for its workers; 20 warm-up connections come and go (so
 one-time costs are not charged to the connections); the workers' RSS; the clients connect all
@@ -82,7 +83,7 @@ RESULTS = HERE / "results"
 DEFAULT_RECEIVERS = 50_000
 QUICK_RECEIVERS = 3_000
 #: Open files each process may need beyond one per receiver (listening sockets, Redis, logs...).
-NOFILE_MARGIN = 4096
+NOFILE_MARGIN = 512
 
 SCALE_STACKS: dict[str, Stack] = {
     "fasterapi": Stack(
@@ -155,19 +156,32 @@ def ephemeral_ports() -> int:
     return high - low + 1
 
 
-def raise_nofile(needed: int) -> int:
-    """Soft and hard open-files limits to at least ``needed`` (inherited by every child)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = max(hard, needed)
-    if soft < target:
+def raise_nofile(receivers: int, client_procs: int) -> int:
+    """Raise the open-files limits (inherited by every child) for ``receivers`` connections.
+
+    Best: soft and hard to ``receivers`` plus a margin, so that even a worker that wins every
+    accept has room. Without the right to raise a hard limit (``CAP_SYS_RESOURCE``), the soft
+    limit goes to the hard one, which must then hold a worker's even share and a client's.
+    Returns the soft limit now in force.
+    """
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    wanted = receivers + NOFILE_MARGIN
+    if hard < wanted:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
         except (ValueError, OSError) as error:
-            raise SystemExit(
-                f"cannot raise the open-files limit to {target:,} (hard limit {hard:,}, fs.nr_open "
-                f"{Path('/proc/sys/fs/nr_open').read_text().strip()}): {error}; run as root, or pass fewer --receivers"
-            ) from None
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            print(f"warning: cannot raise the hard open-files limit {hard:,} to {wanted:,} ({error})", file=sys.stderr)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    share = max(-(-receivers // fanout.WORKERS), -(-receivers // client_procs)) + NOFILE_MARGIN
+    if hard < share:
+        largest = (hard - NOFILE_MARGIN) * fanout.WORKERS
+        raise SystemExit(
+            f"{receivers:,} receivers need {share:,} open files per worker, above the hard limit {hard:,} that this "
+            f"process may not raise: run as root with CAP_SYS_RESOURCE (fs.nr_open is "
+            f"{Path('/proc/sys/fs/nr_open').read_text().strip()}), or pass --receivers {largest:,} or fewer"
+        )
+    return hard
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -439,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     settings, args = parse_args(argv)
     limits = kernel_limits()  # as found, before this process raises its own
-    raise_nofile(settings.receivers + NOFILE_MARGIN)
+    limits["nofile_in_force"] = raise_nofile(settings.receivers, settings.client_procs)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, fanout._terminate)
     signal.signal(signal.SIGHUP, fanout._terminate)

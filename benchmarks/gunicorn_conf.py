@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 from pathlib import Path
@@ -36,6 +37,10 @@ def post_worker_init(worker: Any) -> None:
 
     original = Server.startup
 
+    # wraps: FasterAPI's startup self-check (FasterAPI/server/compat.py) reads the code of
+    # Server.startup through __wrapped__; a bare replacement would look like a uvicorn that
+    # lacks what FasterServer extends, and FasterWorker would fall back to uvicorn's server.
+    @functools.wraps(original)
     async def startup(self: Server, sockets: Any = None) -> None:
         await original(self, sockets=sockets)
         if self.started:
@@ -49,6 +54,7 @@ def _mark_after_lifespan(directory: str) -> None:
 
     original = LifespanManager.startup
 
+    @functools.wraps(original)
     async def startup(self: LifespanManager) -> None:
         await original(self)
         Path(directory, str(os.getpid())).touch()

@@ -352,11 +352,12 @@ def connections_section(document: dict[str, Any]) -> str:
         f"client process's connecting time. *Broadcast*: {settings['broadcasts']} broadcasts "
         f"{settings['interval']:g} s apart, each to every receiver; latency from the publisher's send to each "
         "receiver's arrival, over every delivery. *Server CPU per delivery*: the workers' CPU over the broadcasts "
-        "(idle upkeep included) divided by the deliveries. Every process the runner starts inherits an "
-        "open-files limit (soft and hard) raised to the receivers plus 4,096."
+        "(idle upkeep included) divided by the deliveries. Every process the runner starts inherits its "
+        "open-files limit, raised to the receivers plus a margin where the runner may raise the hard limit "
+        "(`CAP_SYS_RESOURCE`), else to the hard limit (`nofile_in_force` below)."
     )
     out.append("")
-    out.append("Kernel limits as found (read, not changed):")
+    out.append("Limits as found (read, not changed), and the open-files limit the runs had:")
     out.append("")
     out.append("| limit | value |")
     out.append("|---|---|")
