@@ -24,8 +24,9 @@ One run: boot the stack and wait for its workers; 20 warm-up connections come an
 one-time costs are not charged to the connections); the workers' RSS; the clients connect all
 receivers, at most ``--connect-concurrency`` handshakes in flight per client process
 (*connect rate*: receivers / the slowest process's connecting time); probes (one broadcast per
-``--probe-interval``) until every receiver has one, i.e. is in the room, then silence for
-``--settle`` seconds; the workers' RSS again (*KiB per connection*: the growth summed over the
+``--probe-interval``) until every receiver has one, i.e. is in the room, then silence until
+the workers are idle (probes a loaded server could not keep up with are delivered) and
+``--settle`` seconds more; the workers' RSS again (*KiB per connection*: the growth summed over the
 workers, divided by the receivers); then ``--broadcasts`` broadcasts, one every
 ``--interval`` seconds, each to every receiver (*latency*: publisher's send to a receiver's
 arrival, over every delivery; *lost*: deliveries missing after ``--drain`` seconds). The
@@ -118,8 +119,19 @@ class Settings:
         """Generous: 100 handshakes/s at the least, and 3 minutes at the very least."""
         return max(180.0, self.receivers / 100)
 
+    def idle_timeout(self) -> float:
+        """How long the workers may take to deliver the probes still queued when they stop."""
+        return max(60.0, self.receivers / 500)
+
     def run_limit(self) -> float:
-        return self.boot_timeout + 2 * self.connect_timeout() + self.broadcasts * self.interval + self.drain + 120
+        return (
+            self.boot_timeout
+            + 2 * self.connect_timeout()
+            + self.idle_timeout()
+            + self.broadcasts * self.interval
+            + self.drain
+            + 120
+        )
 
 
 def stack_named(name: str) -> Stack:
@@ -186,6 +198,23 @@ def raise_nofile(receivers: int, client_procs: int) -> int:
 
 # -- one run -------------------------------------------------------------------------------
 
+#: The workers count as idle once they use less than this share of a core, over IDLE_SAMPLE s.
+IDLE_CORES = 0.05
+IDLE_SAMPLE = 1.0
+
+
+async def wait_idle(workers: Sequence[int], timeout: float) -> float:
+    """Wait until the workers' CPU use drops below ``IDLE_CORES``; the seconds it took."""
+    start = time.monotonic()
+    while True:
+        before = CpuSnapshot.take(workers)
+        await asyncio.sleep(IDLE_SAMPLE)
+        after = CpuSnapshot.take(workers)
+        if after.since(before, workers) / (after.at - before.at) < IDLE_CORES:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"the workers were still busy {timeout:g}s after the probes stopped")
+
 
 async def start_clients(stack: Stack, settings: Settings, port: int, log_prefix: Path) -> list[ClientProcess]:
     """``--client-procs`` load generators, each from its own loopback address (127.0.0.2, ...)."""
@@ -229,6 +258,9 @@ async def run_once(stack: Stack, settings: Settings, redis_server: RedisServer, 
             clients[0].send("probe")
             await asyncio.gather(*(c.expect("subscribed", timeout) for c in clients))
             clients[0].send("quiet")
+            # Probes sent faster than a loaded server delivers them queue up: measure nothing
+            # until the workers have gone quiet (so the broadcasts do not wait behind them).
+            record["idle_wait_s"] = await wait_idle(workers, settings.idle_timeout())
             await asyncio.sleep(settings.settle)
             rss_after = {pid: rss_bytes(pid) for pid in workers}
             growth = sum(rss_after.values()) - sum(rss_before.values())
@@ -269,6 +301,8 @@ async def run_once(stack: Stack, settings: Settings, redis_server: RedisServer, 
         delivered=delivered,
         expected=sum(r["expected"] for r in results),
         lost=sum(r["lost"] for r in results),
+        # False: some receiver was still behind when the drain ended (late rather than lost).
+        drained=all(r["drained"] for r in results),
         disconnects=sum(r["disconnects"] for r in results),
         duplicates=sum(r["duplicates"] for r in results),
         p50_ms=ms(0.50),
@@ -334,7 +368,8 @@ def one_line(run: dict[str, Any]) -> str:
     return (
         f"{head}: {run['kib_per_conn']:.2f} KiB/conn, connect {run['connect_per_s']:,.0f}/s "
         f"({run['connect_s']:.1f} s), {run['broadcasts']} broadcasts p50 {run['p50_ms']:.1f} "
-        f"p99 {run['p99_ms']:.1f} max {run['max_ms']:.1f} ms, lost {run['lost']}, "
+        f"p99 {run['p99_ms']:.1f} max {run['max_ms']:.1f} ms, lost {run['lost']}"
+        f"{'' if run['drained'] else ' (still delivering at the end)'}, "
         f"{run['server_cpu_us_per_delivery']:.2f} µs/delivery, conns/worker {run['conns_per_worker']}"
         + (f" ({run['server_log_errors']} ERROR lines in the server log)" if run.get("server_log_errors") else "")
     )
@@ -415,7 +450,12 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--connect-concurrency", type=int, default=32, help="handshakes in flight per client process")
     parser.add_argument("--broadcasts", type=int, default=5, help="broadcasts to every receiver, measured")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between the broadcasts")
-    parser.add_argument("--probe-interval", type=float, default=1.0, help="seconds between probes while subscribing")
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        help="seconds between probes while subscribing (default: 1 per 10,000 receivers, at least 1)",
+    )
+
     parser.add_argument("--settle", type=float, default=3.0, help="quiet seconds before the second RSS reading")
     parser.add_argument("--drain", type=float, default=15.0, help="max seconds to wait for the last deliveries")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_RECEIVERS:,} receivers, 1 round")
@@ -425,14 +465,15 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     for name in stacks:
         if name not in SCALE_STACKS and name not in STACKS:
             parser.error(f"unknown stack {name!r}; choose from {', '.join(names)}")
+    receivers = args.receivers or (QUICK_RECEIVERS if args.quick else DEFAULT_RECEIVERS)
     settings = Settings(
-        receivers=args.receivers or (QUICK_RECEIVERS if args.quick else DEFAULT_RECEIVERS),
+        receivers=receivers,
         rounds=args.rounds or (1 if args.quick else 3),
         client_procs=args.client_procs,
         connect_concurrency=args.connect_concurrency,
         broadcasts=args.broadcasts,
         interval=args.interval,
-        probe_interval=args.probe_interval,
+        probe_interval=args.probe_interval or max(1.0, receivers / 10_000),
         settle=args.settle,
         drain=args.drain,
         quick=args.quick,

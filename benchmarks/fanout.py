@@ -360,7 +360,7 @@ class Gunicorn:
         return 0
 
 
-def server_command(stack: Stack, port: int) -> list[str]:
+def server_command(stack: Stack, port: int, redis_url: str = "") -> list[str]:
     """The command that serves ``stack`` with ``WORKERS`` workers on ``port``."""
     bin_dir = Path(sys.executable).parent
     if stack.worker_class == GRANIAN:
@@ -376,6 +376,7 @@ def server_command(stack: Stack, port: int) -> list[str]:
         return [
             str(bin_dir / "fasterapi"), "run", stack.app, "--workers", str(WORKERS),
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--config", str(GUNICORN_CONF),
+            *(["--backend", redis_url] if redis_url else []),
         ]  # fmt: skip
     return [
         str(bin_dir / "gunicorn"),
@@ -395,7 +396,7 @@ async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: f
     """Run ``stack`` under gunicorn until the block ends; yields once every worker serves."""
     port = free_port()
     ready_dir = Path(tempfile.mkdtemp(prefix="fanout-ready-"))
-    command = server_command(stack, port)
+    command = server_command(stack, port, redis_url)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
