@@ -29,11 +29,13 @@ the workers are idle (probes a loaded server could not keep up with are delivere
 ``--settle`` seconds more; the workers' RSS again (*KiB per connection*: the growth summed over the
 workers, divided by the receivers); then ``--broadcasts`` broadcasts, one every
 ``--interval`` seconds, each to every receiver (*latency*: publisher's send to a receiver's
-arrival, over every delivery; *lost*: deliveries missing after ``--drain`` seconds). The
+arrival, over every delivery; *lost*: deliveries missing after ``--drain`` seconds; one
+unmeasured broadcast goes first). The
 workers' CPU over the broadcasts, per delivery, is reported too.
 
     .bench-venv/bin/python benchmarks/connections.py              # 50,000 receivers, 3 rounds
     .bench-venv/bin/python benchmarks/connections.py --quick      # 3,000 receivers, 1 round
+    .bench-venv/bin/python benchmarks/connections.py --quick --profile   # + where the workers' time goes
 
 Every process started here is stopped at the end of its run, on errors and on Ctrl-C.
 """
@@ -70,11 +72,13 @@ from benchmarks.fanout import (  # noqa: E402
     Scenario,
     Stack,
     established,
+    finish_profilers,
     gunicorn,
     merge_histograms,
     percentile,
     rss_bytes,
     split,
+    start_profilers,
     warm_up_connections,
     write_json,
 )
@@ -113,6 +117,7 @@ class Settings:
     drain: float = 15.0
     boot_timeout: float = 60.0
     quick: bool = False
+    profile: bool = False  # py-spy every worker while connecting and over the broadcasts
     stacks: list[str] = field(default_factory=lambda: list(SCALE_STACKS))
 
     def connect_timeout(self) -> float:
@@ -198,6 +203,20 @@ def raise_nofile(receivers: int, client_procs: int) -> int:
 
 # -- one run -------------------------------------------------------------------------------
 
+#: With --profile, py-spy samples each worker for this long from the start of the connecting.
+PROFILED_CONNECT_S = 10.0
+
+
+async def profile(
+    workers: Sequence[int], settings: Settings, seconds: float, log_prefix: Path, phase: str
+) -> list[tuple[asyncio.subprocess.Process, Path]]:
+    """With ``--profile``: py-spy on every worker for ``seconds`` (files named after ``phase``)."""
+    if not settings.profile:
+        return []
+    duration = fanout.Settings(duration=max(1.0, seconds))
+    return await start_profilers(workers, duration, log_prefix.with_name(f"{log_prefix.name}.{phase}"))
+
+
 #: The workers count as idle once they use less than this share of a core, over IDLE_SAMPLE s.
 IDLE_CORES = 0.05
 IDLE_SAMPLE = 1.0
@@ -246,8 +265,11 @@ async def run_once(stack: Stack, settings: Settings, redis_server: RedisServer, 
         await asyncio.sleep(0.5)
         rss_before = {pid: rss_bytes(pid) for pid in workers}
         clients = await start_clients(stack, settings, server.port, log_prefix)
+        profiling = await profile(workers, settings, PROFILED_CONNECT_S, log_prefix, "connect")
         try:
             connected = await asyncio.gather(*(c.expect("connected", timeout) for c in clients))
+            if profiling:
+                record["profile_connect"] = await finish_profilers(profiling)
             failures = sum(c["failures"] for c in connected)
             if failures:
                 raise RuntimeError(f"{failures} receivers could not connect")
@@ -270,13 +292,19 @@ async def run_once(stack: Stack, settings: Settings, redis_server: RedisServer, 
                 kib_per_conn=growth / settings.receivers / 1024,
                 conns_per_worker=[established(pid, server.port) for pid in workers],
             )
-            # t0 is now: the publisher sends its first broadcast as "go" arrives, inside the window.
-            t0 = time.monotonic()
-            t1 = t0 + (settings.broadcasts - 0.5) * settings.interval
+            # The publisher broadcasts as "go" reaches it, then every interval. That first one
+            # is not measured: a client process that reads its "go" after the frames arrived
+            # would not count them. The window [t0, t1) holds the next ``broadcasts`` ones.
+            lead = min(1.0, settings.interval / 2)
+            t0 = time.monotonic() + lead
+            t1 = t0 + settings.broadcasts * settings.interval - lead / 2
             before = CpuSnapshot.take(workers)
             for client in clients:
                 client.send("go", t0=t0, t1=t1)
+            profiling = await profile(workers, settings, t1 - t0, log_prefix, "broadcast")
             published = await clients[0].expect("published", t1 - time.monotonic() + 30)
+            if profiling:
+                record["profile_broadcast"] = await finish_profilers(profiling)
             for client in clients:
                 client.send("finish", s_lo=published["s_lo"], s_hi=published["s_hi"], drain=settings.drain)
             results = await asyncio.gather(*(c.expect("result", settings.drain + 60) for c in clients))
@@ -421,6 +449,12 @@ async def session(settings: Settings, out: Path, argv: Sequence[str], limits: di
                 document["runs"].append(run)
                 write_json(out, document)
                 print(one_line(run), flush=True)
+                for phase in ("connect", "broadcast"):
+                    hottest = run.get(f"profile_{phase}", {}).get("top_self", [])[:10]
+                    if hottest:
+                        print(f"    hottest frames ({phase}, self time, % of samples):", flush=True)
+                        for frame, share in hottest:
+                            print(f"    {share:5.1f}%  {frame}", flush=True)
     finally:
         redis_server.stop()
         table = medians(document["runs"])
@@ -458,6 +492,9 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
 
     parser.add_argument("--settle", type=float, default=3.0, help="quiet seconds before the second RSS reading")
     parser.add_argument("--drain", type=float, default=15.0, help="max seconds to wait for the last deliveries")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy each worker while connecting and broadcasting (logs/)"
+    )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_RECEIVERS:,} receivers, 1 round")
     parser.add_argument("--out", type=Path, default=RESULTS / "connections.json", help="the JSON results file")
     args = parser.parse_args(argv)
@@ -477,6 +514,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
         settle=args.settle,
         drain=args.drain,
         quick=args.quick,
+        profile=args.profile,
         stacks=stacks,
     )
     per_process = -(-settings.receivers // settings.client_procs)
