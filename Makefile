@@ -94,6 +94,7 @@ bench-packages:
 # A failed run still gets its report (the page lists the failures); make fails after it.
 bench: $(BENCH_VENV)/.installed bench-packages
 	mkdir -p $(BENCH_RESULTS)
+	rm -f $(BENCH_RESULTS)/connections.json $(BENCH_RESULTS)/http_wrk.json  # no stale section on the page
 	$(BENCH_BIN)/python benchmarks/fanout.py --out $(BENCH_RESULTS)/fanout.json $(BENCH_ARGS); \
 		echo $$? > $(BENCH_RESULTS)/fanout.status
 	$(BENCH_BIN)/python benchmarks/connections.py --out $(BENCH_RESULTS)/connections.json $(BENCH_QUICK) \

@@ -340,7 +340,15 @@ def connections_section(document: dict[str, Any]) -> str:
     settings = meta["settings"]
     limits = meta["kernel_limits"]
     out = ["## Many connections on one box (`benchmarks/connections.py`)", ""]
-    out += _smoke_notes(meta, settings["receivers"] >= 50_000 and settings["rounds"] >= 3, "fewer receivers or rounds")
+    capped = limits.get("receivers_capped_from")
+    if capped:
+        out += [
+            f"> **Capped**: {capped:,} receivers were asked for; the open-files limit of this machine "
+            f"({limits['nofile_in_force']:,} per process, not raisable by the runner) fits {settings['receivers']:,}.",
+            ">",
+        ]
+    full = (settings["receivers"] >= 50_000 or capped) and settings["rounds"] >= 3
+    out += _smoke_notes(meta, full, "fewer receivers or rounds")
     out.append(
         f"{settings['receivers']:,} receivers on 2 workers per stack: FasterAPI served by `fasterapi run --workers 2` "
         "(FasterWorker), the bare ASGI app by gunicorn with `UvicornWorker`, both through one Redis. The load "
