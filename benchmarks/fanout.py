@@ -1,8 +1,8 @@
 """WebSocket fan-out across workers through Redis: FasterAPI side by side with its peers.
 
-Every stack is served by gunicorn with 2 worker processes on one port, all against one
-``redis-server`` that this runner starts on a free loopback port (``FLUSHALL`` before every
-run). The load generator (``benchmarks/fanout_client.py``, picows on uvloop) connects the
+Every stack is served by gunicorn (granian for the granian rows) with 2 worker processes on
+one port, all against one ``redis-server`` that this runner starts on a free loopback port
+(``FLUSHALL`` before every run). The load generator (``benchmarks/fanout_client.py``, picows on uvloop) connects the
 receivers, which every stack puts in one room, and one publisher socket whose messages the
 server broadcasts to the room with the stack's own idiom.
 
