@@ -7,7 +7,7 @@ PORT ?= 8000
 BACKEND ?= memory://
 BROWSER_DIR := tests/deploy/browser
 
-.PHONY: run test test-matrix lint venv system-packages browser-deps bench clean docs docs-serve
+.PHONY: run test test-matrix lint venv system-packages browser-deps bench bench-packages clean docs docs-serve
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,12 +76,33 @@ $(BENCH_VENV)/.installed: pyproject.toml benchmarks/requirements-peers.txt
 	$(BENCH_BIN)/pip install -q -e '.[redis,server]' -r benchmarks/requirements-peers.txt
 	touch $@
 
-# A failed fan-out run still gets its report (the page lists the failures); make fails after it.
-bench: $(BENCH_VENV)/.installed
+# Then 50,000 idle connections on one box (benchmarks/connections.py, ~10 minutes; root, to raise
+# the hard open-files limit) and HTTP through real servers with wrk (benchmarks/http_wrk.py, ~6
+# minutes). A --quick in BENCH_ARGS makes those two smoke runs too; BENCH_CONNECTIONS_ARGS and
+# BENCH_WRK_ARGS go to them alone (e.g. BENCH_CONNECTIONS_ARGS="--receivers 20000").
+BENCH_CONNECTIONS_ARGS ?=
+BENCH_WRK_ARGS ?=
+BENCH_QUICK := $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
+
+# wrk, for benchmarks/http_wrk.py only (the tests do not use it, so system-packages leaves it out).
+bench-packages:
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
+		else echo "benchmarks/http_wrk.py needs wrk: apt-get install wrk" >&2; exit 1; fi; }
+
+# A failed run still gets its report (the page lists the failures); make fails after it.
+bench: $(BENCH_VENV)/.installed bench-packages
 	mkdir -p $(BENCH_RESULTS)
+	rm -f $(BENCH_RESULTS)/connections.json $(BENCH_RESULTS)/http_wrk.json  # no stale section on the page
 	$(BENCH_BIN)/python benchmarks/fanout.py --out $(BENCH_RESULTS)/fanout.json $(BENCH_ARGS); \
 		echo $$? > $(BENCH_RESULTS)/fanout.status
+	$(BENCH_BIN)/python benchmarks/connections.py --out $(BENCH_RESULTS)/connections.json $(BENCH_QUICK) \
+		$(BENCH_CONNECTIONS_ARGS); echo $$? > $(BENCH_RESULTS)/connections.status
+	$(BENCH_BIN)/python benchmarks/http_wrk.py --out $(BENCH_RESULTS)/http_wrk.json $(BENCH_QUICK) $(BENCH_WRK_ARGS); \
+		echo $$? > $(BENCH_RESULTS)/http_wrk.status
 	$(BENCH_BIN)/python benchmarks/http_asgi.py > $(BENCH_RESULTS)/http_asgi.txt
 	cat $(BENCH_RESULTS)/http_asgi.txt
-	$(BENCH_BIN)/python benchmarks/report.py --fanout $(BENCH_RESULTS)/fanout.json --http $(BENCH_RESULTS)/http_asgi.txt
-	exit $$(cat $(BENCH_RESULTS)/fanout.status)
+	$(BENCH_BIN)/python benchmarks/report.py --fanout $(BENCH_RESULTS)/fanout.json --http $(BENCH_RESULTS)/http_asgi.txt \
+		--connections $(BENCH_RESULTS)/connections.json --wrk $(BENCH_RESULTS)/http_wrk.json
+	exit $$(cat $(BENCH_RESULTS)/fanout.status $(BENCH_RESULTS)/connections.status $(BENCH_RESULTS)/http_wrk.status | sort -n | tail -1)

@@ -1,8 +1,8 @@
 """WebSocket fan-out across workers through Redis: FasterAPI side by side with its peers.
 
-Every stack is served by gunicorn with 2 worker processes on one port, all against one
-``redis-server`` that this runner starts on a free loopback port (``FLUSHALL`` before every
-run). The load generator (``benchmarks/fanout_client.py``, picows on uvloop) connects the
+Every stack is served by gunicorn (granian for the granian rows) with 2 worker processes on
+one port, all against one ``redis-server`` that this runner starts on a free loopback port
+(``FLUSHALL`` before every run). The load generator (``benchmarks/fanout_client.py``, picows on uvloop) connects the
 receivers, which every stack puts in one room, and one publisher socket whose messages the
 server broadcasts to the room with the stack's own idiom.
 
@@ -28,6 +28,11 @@ The cluster row runs against its own Redis Cluster (three primaries, three repli
 once per session beside the single redis-server); its "redis" CPU is the six nodes' sum. The
 benchmark's one room lives in one slot, so one shard carries it: the row measures what the
 cluster path costs per publish and per delivery, not how shards add up (``docs/scaling.md``).
+The same FasterAPI app (ASGI path) and bare-asgi app also run on the two other servers a
+speed-minded user would try: ``fasterapi-asgi-gunicorn`` / ``bare-asgi-gunicorn`` on gunicorn's
+own asyncio ASGI worker (``-k asgi``, gunicorn >= 24; uvloop), and ``fasterapi-asgi-granian`` /
+``bare-asgi-granian`` on granian (Rust HTTP and WebSockets, ASGI interface, uvloop, 2 workers
+of its own process manager instead of gunicorn's).
 
 Scenarios: ``saturation`` (500 receivers; the publisher keeps ``--window`` messages in flight,
 a message being in flight until every receiver of the publisher's process has it),
@@ -121,6 +126,14 @@ class Stack:
 
 
 UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
+#: gunicorn's own asyncio ASGI worker (gunicorn >= 24, ``-k asgi``), WebSockets included.
+GUNICORN_ASGI_WORKER = "asgi"
+#: Not a gunicorn worker class: the stack is served by granian (Rust HTTP, ASGI interface)
+#: with its own process manager, also 2 workers.
+GRANIAN = "granian"
+#: Not a gunicorn worker class: the stack is served by ``fasterapi run --workers 2`` (gunicorn
+#: with FasterWorker), with this directory's gunicorn_conf.py for the readiness markers.
+FASTERAPI_RUN = "fasterapi-run"
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 
 STACKS: dict[str, Stack] = {
@@ -203,6 +216,34 @@ STACKS: dict[str, Stack] = {
             "ours",
             description="the fasterapi row on a 3-primary Redis Cluster (redis+cluster://, sharded pub/sub)",
             relay="cluster",
+        ),
+        Stack(
+            "fasterapi-asgi-gunicorn",
+            "benchmarks.stacks.fasterapi_app:app",
+            GUNICORN_ASGI_WORKER,
+            "ours",
+            description="the same FasterAPI app under gunicorn's own ASGI worker (plain ASGI path)",
+        ),
+        Stack(
+            "bare-asgi-gunicorn",
+            "benchmarks.stacks.bare_asgi_app:app",
+            GUNICORN_ASGI_WORKER,
+            "ceiling",
+            description="the bare-asgi app under gunicorn's own ASGI worker",
+        ),
+        Stack(
+            "fasterapi-asgi-granian",
+            "benchmarks.stacks.granian_apps:fasterapi",
+            GRANIAN,
+            "ours",
+            description="the same FasterAPI app on granian's ASGI interface (plain ASGI path)",
+        ),
+        Stack(
+            "bare-asgi-granian",
+            "benchmarks.stacks.granian_apps:bare_asgi",
+            GRANIAN,
+            "ceiling",
+            description="the bare-asgi app on granian's ASGI interface",
         ),
     )
 }
@@ -356,13 +397,26 @@ class Gunicorn:
         return 0
 
 
-@contextlib.asynccontextmanager
-async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: float) -> AsyncIterator[Gunicorn]:
-    """Run ``stack`` under gunicorn until the block ends; yields once every worker serves."""
-    port = free_port()
-    ready_dir = Path(tempfile.mkdtemp(prefix="fanout-ready-"))
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"),
+def server_command(stack: Stack, port: int, redis_url: str = "") -> list[str]:
+    """The command that serves ``stack`` with ``WORKERS`` workers on ``port``."""
+    bin_dir = Path(sys.executable).parent
+    if stack.worker_class == GRANIAN:
+        # --backpressure: granian admits at most backlog/workers requests per worker by
+        # default, and an open WebSocket counts as one (the 2,000-receiver runs would hang).
+        return [
+            str(bin_dir / "granian"), stack.app,
+            "--interface", "asgi", "--workers", str(WORKERS), "--loop", "uvloop",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--backlog", "4096", "--backpressure", "1000000", "--workers-kill-timeout", "5",
+        ]  # fmt: skip
+    if stack.worker_class == FASTERAPI_RUN:
+        return [
+            str(bin_dir / "fasterapi"), "run", stack.app, "--workers", str(WORKERS),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--config", str(GUNICORN_CONF),
+            *(["--backend", redis_url] if redis_url else []),
+        ]  # fmt: skip
+    return [
+        str(bin_dir / "gunicorn"),
         stack.app,
         "--workers", str(WORKERS),
         "--worker-class", stack.worker_class,
@@ -372,6 +426,14 @@ async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: f
         "--timeout", "120",
         "--config", str(GUNICORN_CONF),
     ]  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def gunicorn(stack: Stack, redis_url: str, log_path: Path, boot_timeout: float) -> AsyncIterator[Gunicorn]:
+    """Run ``stack`` under gunicorn until the block ends; yields once every worker serves."""
+    port = free_port()
+    ready_dir = Path(tempfile.mkdtemp(prefix="fanout-ready-"))
+    command = server_command(stack, port, redis_url)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
@@ -1056,6 +1118,29 @@ def ratios(table: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
         asgi = ours("saturation", key, OURS_ASGI)
         add(f"frame-once vs ASGI path ({key})", "saturation", key, None if asgi is None else (OURS_ASGI, asgi), better)
+    # Our ASGI path (the fallback under any other server) on gunicorn's own worker and on
+    # granian, against the same app on uvicorn's: which server to advise without FasterWorker.
+    for other in ("fasterapi-asgi-gunicorn", "fasterapi-asgi-granian"):
+        for scenario, key, better in (
+            ("saturation", "server_cpu_us_per_delivery", "lower"),
+            ("saturation", "delivered_per_s", "higher"),
+            ("memory", "kib_per_conn", "lower"),
+        ):
+            on_uvicorn = ours(scenario, key, OURS_ASGI)
+            against = None if on_uvicorn is None else (OURS_ASGI, on_uvicorn)
+            add(f"ASGI path, {other} vs uvicorn ({key})", scenario, key, against, better, stack=other)
+    # The frame-once path against every row that is not FasterWorker's (peers, ceilings, our
+    # ASGI path on any server): it must stay the cheapest per delivery.
+    for scenario in THROUGHPUT_SCENARIOS:
+        others = [
+            (name, float(table[name][scenario]["server_cpu_us_per_delivery"]))
+            for name in table
+            if name in STACKS
+            and STACKS[name].worker_class != STACKS[OURS].worker_class
+            and table[name].get(scenario, {}).get("server_cpu_us_per_delivery") is not None
+        ]
+        cheapest = min(others, key=lambda item: item[1]) if others else None
+        add("server CPU per delivery vs cheapest other row", scenario, "server_cpu_us_per_delivery", cheapest, "lower")
     # Room history on against off (same app and worker): the cost of exact delivery.
     for key, better in (("server_cpu_us_per_delivery", "lower"), ("delivered_per_s", "higher")):
         off = ours("saturation", key)

@@ -10,9 +10,10 @@ stdin; each answers with JSON lines on stdout (logs go to stderr):
    those local ports and connect them again; ``{"event": "reconnected", "ports": [...]}``.
    The runner uses it to even out the receivers between the server's workers.
 3. ``{"cmd": "watch"}``, then ``{"cmd": "probe"}`` (publisher process only): the publisher
-   sends probe messages (negative sequence numbers) every 20 ms until ``go``; every process
-   says ``{"event": "subscribed"}`` once each of its receivers has seen a probe, i.e. is
-   really in the room on the server.
+   sends probe messages (negative sequence numbers) every 20 ms (``--probe-interval``) until
+   ``go``; every process says ``{"event": "subscribed"}`` once each of its receivers has seen
+   a probe, i.e. is really in the room on the server.
+   ``{"cmd": "quiet"}`` stops the probes before ``go`` (an idle measurement wants silence).
 4. ``{"cmd": "go", "t0": ..., "t1": ...}``: the publisher publishes from now until ``t1``
    (CLOCK_MONOTONIC seconds, shared by every process on the machine), then says
    ``{"event": "published", "s_lo": ..., "s_hi": ...}``: the sequence numbers it sent in
@@ -152,6 +153,9 @@ class Client:
         self.sent_seq = 0
         self.ack_waiter: asyncio.Future[None] | None = None
         self.window_stalls = 0
+        # A loopback source address of its own gives each process its own ~28,000 ephemeral
+        # ports (net.ipv4.ip_local_port_range) towards the server.
+        self.local_addr = (args.source_address, 0) if args.source_address else None
 
     # -- receivers' callbacks ------------------------------------------------------------
 
@@ -257,7 +261,12 @@ class Client:
             for attempt in range(6):
                 try:
                     transport, _ = await ws_connect(
-                        lambda: listener, url, websocket_handshake_timeout=30, enable_auto_ping=False
+                        lambda: listener,
+                        url,
+                        websocket_handshake_timeout=30,
+                        enable_auto_ping=False,
+                        read_buffer_init_size=self.args.read_buffer,
+                        local_addr=self.local_addr,
                     )
                     listener.port = transport.underlying_transport.get_extra_info("sockname")[1]
                     if self.socketio:
@@ -279,7 +288,7 @@ class Client:
         while True:
             seq -= 1
             self.publisher.send(seq)
-            await asyncio.sleep(PROBE_INTERVAL)
+            await asyncio.sleep(self.args.probe_interval)
 
     async def publish(self, t0: float, t1: float) -> tuple[int, int]:
         """Publish until ``t1``; the first and last sequence numbers sent in ``[t0, t1)``."""
@@ -562,6 +571,9 @@ async def run(args: argparse.Namespace) -> None:
                 subscribed_task = asyncio.create_task(announce_subscribed(client.watch()))
             elif name == "probe":
                 probing = asyncio.create_task(client.probe())
+            elif name == "quiet":
+                if probing is not None:
+                    probing.cancel()
             elif name == "go":
                 if probing is not None:
                     probing.cancel()
@@ -603,6 +615,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s (--mode rate)")
     parser.add_argument("--window", type=int, default=32, help="messages in flight (--mode saturate)")
     parser.add_argument("--connect-concurrency", type=int, default=50)
+    parser.add_argument("--source-address", help="local address to connect from, e.g. 127.0.0.2")
+    parser.add_argument("--probe-interval", type=float, default=PROBE_INTERVAL, help="seconds between probe broadcasts")
+    parser.add_argument("--read-buffer", type=int, default=16384, help="picows's initial read buffer per socket")
     return parser.parse_args(argv)
 
 

@@ -1,11 +1,12 @@
-"""Turn ``benchmarks/results/fanout.json`` (and ``http_asgi.txt``) into docs/benchmarks.md and a plot.
+"""Turn ``benchmarks/results/fanout.json`` (and the other results) into docs/benchmarks.md and a plot.
 
     .bench-venv/bin/python benchmarks/report.py           # the defaults below; `make bench` runs it
 
 The page lists the machine, every package version in the environment that ran the benchmark,
 the exact commands, the medians and the ratios; ``docs/benchmarks.png`` has three panels per
 stack and scenario: server CPU µs per delivered message, delivered messages/s and p99 latency.
-Nothing here measures anything: all numbers come from the JSON that ``fanout.py`` wrote.
+Nothing here measures anything: all numbers come from the JSON that ``fanout.py``,
+``connections.py`` and ``http_wrk.py`` wrote (their sections are left out when a file is missing).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,18 @@ COLORS = {
     "litestar-channels": "#2ca02c",
     "socketio": "#9467bd",
     "bare-asgi": "#7f7f7f",
+    "fasterapi-asgi-gunicorn": "#e377c2",
+    "bare-asgi-gunicorn": "#c7c7c7",
+    "fasterapi-asgi-granian": "#ff7f0e",
+    "bare-asgi-granian": "#bcbd22",
 }
 MAKE_COMMANDS = """\
 make bench          # or, step by step:
 python3 -m venv .bench-venv
 .bench-venv/bin/pip install -e '.[redis,server]' -r benchmarks/requirements-peers.txt
 .bench-venv/bin/python benchmarks/fanout.py --out benchmarks/results/fanout.json
+.bench-venv/bin/python benchmarks/connections.py --out benchmarks/results/connections.json
+.bench-venv/bin/python benchmarks/http_wrk.py --out benchmarks/results/http_wrk.json   # needs wrk (apt)
 .bench-venv/bin/python benchmarks/http_asgi.py > benchmarks/results/http_asgi.txt
 .bench-venv/bin/python benchmarks/report.py"""
 
@@ -138,7 +146,9 @@ def caveats(document: dict[str, Any]) -> list[str]:
     return notes
 
 
-def render(document: dict[str, Any], http_text: str | None, png_name: str, json_name: str) -> str:
+def render(
+    document: dict[str, Any], http_text: str | None, png_name: str, json_name: str, extra: Sequence[str] = ()
+) -> str:
     meta = document["meta"]
     settings = meta["settings"]
     machine = meta["machine"]
@@ -204,8 +214,10 @@ def render(document: dict[str, Any], http_text: str | None, png_name: str, json_
         f"Every stack runs under gunicorn with {meta['workers']} worker processes on one port, all against "
         "one `redis-server` that the runner starts on a free loopback port (`FLUSHALL` before every run). "
         "The WebSocket stacks run under `uvicorn_worker.UvicornWorker` (uvicorn with httptools, uvloop, "
-        "websockets-sansio), except FasterAPI's own `FasterWorker` row; log level warning everywhere. "
-        "Each run starts a fresh gunicorn."
+        "websockets-sansio), except FasterAPI's own `FasterWorker` row and the rows on the two other "
+        "servers: gunicorn's own ASGI worker (`-k asgi`, uvloop) and granian (Rust HTTP/WebSockets, ASGI "
+        "interface, uvloop, its own 2 worker processes instead of gunicorn's); log level warning "
+        "everywhere. Each run starts a fresh server."
     )
     if any(stack.get("relay") == "cluster" for stack in meta["stacks"].values()):
         add("")
@@ -296,6 +308,8 @@ def render(document: dict[str, Any], http_text: str | None, png_name: str, json_
         "(`create_ws_route_handlers=True`), one subscriber with a background send task per socket."
     )
     add("")
+    for section in extra:
+        add(section)
     if http_text:
         add("## In-process HTTP (`benchmarks/http_asgi.py`)")
         add("")
@@ -315,10 +329,103 @@ def render(document: dict[str, Any], http_text: str | None, png_name: str, json_
     return "\n".join(out)
 
 
+def _smoke_notes(meta: dict[str, Any], full: bool, what: str) -> list[str]:
+    notes = []
+    if not full:
+        notes.append(
+            f"> **Smoke run** ({what}): these numbers show that the harness works; they are not the benchmark."
+        )
+    load = meta.get("loadavg_at_start") or meta.get("machine", {}).get("loadavg_at_start")
+    if load and load[0] > 1.0:
+        notes.append(
+            f"> **Busy machine**: load average {load[0]:.2f} at the start (2 cores); rerun on a quiet machine."
+        )
+    # A blank quoted line between notes keeps them separate paragraphs.
+    return [*"\n>\n".join(notes).splitlines(), ""] if notes else []
+
+
+def connections_section(document: dict[str, Any]) -> str:
+    """``connections.py``'s results: many idle connections, one broadcast to all, connect rate."""
+    meta = document["meta"]
+    settings = meta["settings"]
+    limits = meta["kernel_limits"]
+    out = ["## Many connections on one box (`benchmarks/connections.py`)", ""]
+    capped = limits.get("receivers_capped_from")
+    if capped:
+        out += [
+            f"> **Capped**: {capped:,} receivers were asked for; the open-files limit of this machine "
+            f"({limits['nofile_in_force']:,} per process, not raisable by the runner) fits {settings['receivers']:,}.",
+            ">",
+        ]
+    full = (settings["receivers"] >= 50_000 or capped) and settings["rounds"] >= 3
+    out += _smoke_notes(meta, full, "fewer receivers or rounds")
+    out.append(
+        f"{settings['receivers']:,} receivers on 2 workers per stack: FasterAPI served by `fasterapi run --workers 2` "
+        "(FasterWorker), the bare ASGI app by gunicorn with `UvicornWorker`, both through one Redis. The load "
+        f"generator is `fanout_client.py` in {settings['client_procs']} processes, each connecting from its own "
+        "loopback address (127.0.0.2, ...) so that none runs out of ephemeral ports, at most "
+        f"{settings['connect_concurrency']} handshakes in flight each. *KiB per connection*: the workers' summed "
+        "RSS after every receiver joined the room and the probes stopped, minus before (after 20 warm-up "
+        "connections came and went), divided by the receivers. *Connect rate*: receivers divided by the slowest "
+        f"client process's connecting time. *Broadcast*: {settings['broadcasts']} broadcasts "
+        f"{settings['interval']:g} s apart (after one unmeasured), each to every receiver; latency from the "
+        "publisher's send to each "
+        "receiver's arrival, over every delivery. *Server CPU per delivery*: the workers' CPU over the broadcasts "
+        "(idle upkeep included) divided by the deliveries. Every process the runner starts inherits its "
+        "open-files limit, raised to the receivers plus a margin where the runner may raise the hard limit "
+        "(`CAP_SYS_RESOURCE`), else to the hard limit (`nofile_in_force` below)."
+    )
+    out.append("")
+    out.append("Limits as found (read, not changed), and the open-files limit the runs had:")
+    out.append("")
+    out.append("| limit | value |")
+    out.append("|---|---|")
+    for name, value in limits.items():
+        out.append(f"| `{name}` | {value} |")
+    out.append("")
+    out.append(f"Run started {meta['started']}, finished {meta.get('finished', '?')}: `{meta['command']}`.")
+    out.append("")
+    out.append(document["summary"]["markdown"].replace("#### ", "### "))
+    return "\n".join(out)
+
+
+def wrk_section(document: dict[str, Any]) -> str:
+    """``http_wrk.py``'s results: the three HTTP routes through real servers."""
+    meta = document["meta"]
+    settings = meta["settings"]
+    out = ["## HTTP through a real server (`benchmarks/http_wrk.py`)", ""]
+    out += _smoke_notes(meta, settings["rounds"] >= 3 and settings["duration"] >= 10, "short or single round")
+    out.append(
+        "The in-process harness below times the frameworks alone; this is what a client gets. The same three "
+        "routes (and the same 100 other routes registered first) served with 2 workers each: FasterAPI by "
+        "`fasterapi run --workers 2`, FastAPI and Litestar by gunicorn with `UvicornWorker` (uvicorn with "
+        f"httptools and uvloop under all three). `{meta['wrk']}`, {settings['threads']} thread, "
+        f"{settings['connections']} keep-alive connections, {settings['duration']:g} s per route and app after a "
+        f"warm-up, medians of {settings['rounds']} round(s) alternating the order. wrk shares the 2 cores "
+        "with the server, so requests/s is partly wrk's; *server CPU per request* (the workers' utime+stime "
+        "divided by the requests) is the figure that does not depend on who else runs."
+    )
+    out.append("")
+    out.append(
+        "Why the ratio is smaller than in-process: a served request also pays for the socket reads and "
+        "writes, uvicorn's HTTP parsing (httptools), building the ASGI scope and the response messages, "
+        "the same for every framework. That fixed cost is most of FasterAPI's time per request and a "
+        "smaller share of the others', so the frameworks' difference is diluted; the in-process ratio is "
+        "the difference in framework code alone."
+    )
+    out.append("")
+    out.append(f"Run started {meta['started']}, finished {meta.get('finished', '?')}: `{meta['command']}`.")
+    out.append("")
+    out.append(document["summary"]["markdown"].replace("#### ", "### "))
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--fanout", type=Path, default=RESULTS / "fanout.json", help="fanout.py's JSON")
     parser.add_argument("--http", type=Path, default=RESULTS / "http_asgi.txt", help="http_asgi.py's output")
+    parser.add_argument("--connections", type=Path, default=RESULTS / "connections.json", help="connections.py's JSON")
+    parser.add_argument("--wrk", type=Path, default=RESULTS / "http_wrk.json", help="http_wrk.py's JSON")
     parser.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md", help="the page to write")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "benchmarks.png", help="the plot to write")
     args = parser.parse_args(argv)
@@ -332,7 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     png_name = os.path.relpath(args.png, args.md.parent)
     json_name = os.path.relpath(args.fanout, ROOT)
     args.md.parent.mkdir(parents=True, exist_ok=True)
-    args.md.write_text(render(document, http_text, png_name, json_name))
+    extra = [
+        section(json.loads(path.read_text()))
+        for path, section in ((args.connections, connections_section), (args.wrk, wrk_section))
+        if path.exists()
+    ]
+    args.md.write_text(render(document, http_text, png_name, json_name, extra))
     print(f"wrote {args.md} and {args.png}")
     return 0
 
