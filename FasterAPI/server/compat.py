@@ -231,9 +231,15 @@ def problem(worker: bool = False) -> str | None:
     return None
 
 
-@functools.cache
 def frame_once(worker: bool = False) -> bool:
     """Whether to use our protocol and server: :func:`problem` once, with one warning if not."""
+    # One cache entry per answer, however it is called: functools.cache keys ``frame_once(True)``
+    # and ``frame_once(worker=True)`` apart, which ran the check again in every forked worker.
+    return _frame_once(bool(worker))
+
+
+@functools.cache
+def _frame_once(worker: bool) -> bool:
     try:
         reason = problem(worker)
     except Exception as error:  # a shape the check itself did not expect: not ours to run on

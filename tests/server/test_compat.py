@@ -45,10 +45,10 @@ websockets_sansio_impl.WebSocketsSansIOProtocol.changed_internal = _changed_inte
 @pytest.fixture
 def fresh_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Forget this process's check result (and its warning) before and after the test."""
-    compat.frame_once.cache_clear()
+    compat._frame_once.cache_clear()
     monkeypatch.setattr(compat, "_warned", False)
     yield
-    compat.frame_once.cache_clear()
+    compat._frame_once.cache_clear()
 
 
 @pytest.fixture
