@@ -157,6 +157,7 @@ class Room(_Emitter):
         """Join (connecting first if needed); raises :class:`RealtimeError` when denied."""
         self.wanted = True
         self._payload = payload
+        self._cancel_retry()  # this join replaces a rejoin waiting to be sent again
         waiter = self._waiter
         if waiter is None or waiter.done():
             waiter = self._waiter = asyncio.get_running_loop().create_future()
