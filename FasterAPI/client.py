@@ -13,13 +13,18 @@ scripts and tests; the same shape as the browser client (``<path>/client.js``).
 
 It reconnects by itself (full-jitter backoff: 0.5 s doubling to 20 s, reset after a connection
 that stayed up 10 s), rejoins every room with the last position it saw so the server replays
-what it missed, drops duplicates by offset, and notices a dead link when nothing (not even a
-ping) arrived for two ping intervals. The transport is the ``websockets`` library.
+what it missed (a rejoin the server cannot serve yet, ``unavailable``, is tried again with the
+same backoff), drops duplicates by offset, and notices a dead link when nothing (not even a
+ping) arrived for two ping intervals. Binary broadcasts arrive as ``bytes``. The transport is
+the ``websockets`` library. It behaves as the browser client does (``client.js`` is the
+reference).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import enum
 import inspect
@@ -77,6 +82,17 @@ class RealtimeError(Exception):
 Callback = Callable[..., Any]
 
 
+def _data_of(frame: dict[str, Any]) -> Any:
+    """A ``message`` frame's data: bytes (sent as base64 in JSON mode) when ``binary``."""
+    data = frame.get("data")
+    if frame.get("binary") is True and isinstance(data, str):
+        try:
+            return base64.b64decode(data, validate=True)
+        except binascii.Error:
+            logger.warning("Realtime server sent a binary message that is not base64")
+    return data
+
+
 def full_jitter(attempt: int, base: float, cap: float) -> float:
     """The wait before reconnect ``attempt`` (0, 1, ...): uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
@@ -114,8 +130,10 @@ class _Emitter:
 
 class Room(_Emitter):
     """One room of a :class:`Realtime` connection. Events: ``message(data, meta)`` (meta: a dict
-    with ``offset``, ``epoch``), ``presence(diff)``, ``reset()``, ``left(reason)`` (the server
-    removed the connection: a kick, or a guard that refused a rejoin)."""
+    with ``offset``, ``epoch``; data is ``bytes`` for a binary broadcast), ``presence(diff)``,
+    ``reset()``, ``left(info)``: the membership ended without :meth:`leave`, ``info`` a dict
+    ``{"code", "reason"}`` (code ``removed``: the server took the connection out, e.g. a kick;
+    else the code of a refused rejoin)."""
 
     def __init__(self, client: Realtime, name: str) -> None:
         super().__init__()
@@ -129,11 +147,17 @@ class Room(_Emitter):
         self.joined = False
         self._payload: Any = msgspec.UNSET
         self._waiter: asyncio.Future[JoinResult] | None = None
+        #: It was joined when the connection dropped: its next join is a rejoin.
+        self._resuming = False
+        #: A rejoin the server could not serve yet (``unavailable``) waits here to be sent again.
+        self._retry: asyncio.TimerHandle | None = None
+        self._retries = 0
 
     async def join(self, payload: Any = msgspec.UNSET) -> JoinResult:
         """Join (connecting first if needed); raises :class:`RealtimeError` when denied."""
         self.wanted = True
         self._payload = payload
+        self._cancel_retry()  # this join replaces a rejoin waiting to be sent again
         waiter = self._waiter
         if waiter is None or waiter.done():
             waiter = self._waiter = asyncio.get_running_loop().create_future()
@@ -151,7 +175,8 @@ class Room(_Emitter):
     async def leave(self) -> None:
         """Leave the room (no rejoin after a reconnect)."""
         self.wanted = False
-        self.joined = False
+        self.joined = self._resuming = False
+        self._cancel_retry()
         if self.client.state is ConnectionState.CONNECTED:
             with contextlib.suppress(RealtimeError):
                 await self.client._request({"op": "leave", "room": self.name})
@@ -167,10 +192,12 @@ class Room(_Emitter):
             if position is not None and epoch == position.epoch and offset <= position.offset:
                 return  # a duplicate (a replay crossing the live stream)
             self.position = Position(offset, epoch)
-        self._emit("message", frame.get("data"), {"offset": offset, "epoch": epoch})
+        self._emit("message", _data_of(frame), {"offset": offset, "epoch": epoch})
 
     def _joined(self, frame: dict[str, Any]) -> None:
         self.joined = True
+        self._resuming = False
+        self._retries = 0
         top = frame.get("position")
         if top is not None:
             current = self.position
@@ -183,16 +210,45 @@ class Room(_Emitter):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(result)
 
-    def _refused(self, code: str, reason: str) -> None:
-        self.wanted = self.joined = False
+    def _refused(self, code: str, reason: str, rejoin: bool) -> None:
+        if rejoin and code == "unavailable" and self.wanted:
+            # The server's relay is down: the rejoin is not refused, only delayed. Try again.
+            delay = full_jitter(self._retries, self.client.backoff_base, self.client.backoff_cap)
+            self._retries += 1
+            logger.info("Rejoin of room %r: the server is unavailable; trying again in %.2f s", self.name, delay)
+            self._cancel_retry()
+            self._retry = asyncio.get_running_loop().call_later(delay, self._rejoin)
+            return
+        # Denied: this connection is not in the room, and does not retry by itself.
+        self.wanted = self.joined = self._resuming = False
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(RealtimeError(code, reason))
-        else:
-            self._emit("left", reason or code)
+        if rejoin:
+            self._emit("left", {"code": code, "reason": reason})
+
+    def _rejoin(self) -> None:
+        self._retry = None
+        if self.wanted and self.client.state is ConnectionState.CONNECTED:
+            self.client._keep(self.client._send_join(self))
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    def _disconnected(self) -> None:
+        """The connection dropped: a room that was joined is rejoined (a rejoin) once it is back."""
+        self._cancel_retry()
+        if self.joined:
+            self._resuming = True
+        self.joined = False
 
     def _removed(self, reason: str) -> None:
-        self.wanted = self.joined = False
-        self._emit("left", reason)
+        """``left`` without an id: the server took the connection out (a kick, a revoked permission)."""
+        if not self.wanted:
+            return
+        self.wanted = self.joined = self._resuming = False
+        self._emit("left", {"code": "removed", "reason": reason or "removed by the server"})
 
     def _presence(self, frame: dict[str, Any]) -> None:
         for member in frame.get("leaves") or ():
@@ -209,7 +265,9 @@ class Realtime(_Emitter):
     """A connection to a realtime endpoint that stays up (see the module docstring).
 
     ``url`` is the endpoint's ``ws://``/``wss://`` URL; ``params()`` (called at every connect)
-    gives query parameters, e.g. a fresh token. Event: ``state(state)``.
+    gives query parameters, e.g. a fresh token. Events: ``state(state)``; ``message(data)``: a
+    message sent to this connection alone (``app.send_to``, room ``""``); ``error(error)``: a
+    :class:`RealtimeError` from an ``error`` frame that answers no request.
     """
 
     def __init__(
@@ -235,9 +293,10 @@ class Realtime(_Emitter):
         self.ping_interval = 10.0
         self.rooms: dict[str, Room] = {}
         self._ids = itertools.count(1)
-        #: Requests waiting for their reply: publishes and leaves (futures), joins (their room).
+        #: Requests waiting for their reply: publishes and leaves (futures), joins (their room,
+        #: and whether the join is a rejoin).
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._joins: dict[int, Room] = {}
+        self._joins: dict[int, tuple[Room, bool]] = {}
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -268,7 +327,8 @@ class Realtime(_Emitter):
                 await task
         self._set_state(ConnectionState.DISCONNECTED)
         for room in self.rooms.values():
-            room.wanted = room.joined = False
+            room.wanted = room.joined = room._resuming = False
+            room._cancel_retry()
             if room._waiter is not None and not room._waiter.done():
                 room._waiter.set_exception(RealtimeError("closed", "The client was closed"))
 
@@ -323,7 +383,7 @@ class Realtime(_Emitter):
                 self.connection_id = ""
                 self._fail_pending(RealtimeError("disconnected", "The connection was lost"))
                 for room in self.rooms.values():
-                    room.joined = False
+                    room._disconnected()
             if self._closed:
                 break
             self._set_state(ConnectionState.DISCONNECTED)
@@ -373,7 +433,8 @@ class Realtime(_Emitter):
             frame["payload"] = room._payload
         request_id = next(self._ids)
         frame["id"] = request_id
-        self._joins[request_id] = room  # the reply (joined / denied / error) goes to the room
+        # The reply (joined / denied / error) goes to the room.
+        self._joins[request_id] = (room, room._resuming)
         with contextlib.suppress(ConnectionClosed):
             await self._send(frame)
 
@@ -418,7 +479,9 @@ class Realtime(_Emitter):
         op = frame.get("op")
         room = self.rooms.get(frame.get("room") or "")
         if op == "message":
-            if room is not None:
+            if frame.get("room") == "":
+                self._emit("message", _data_of(frame))  # sent to this connection alone
+            elif room is not None:
                 room._message(frame)
         elif op == "ping":
             if self._ws is not None:
@@ -444,13 +507,15 @@ class Realtime(_Emitter):
                 room._removed(str(frame.get("reason", "")))  # the server took it out
             elif op == "error":
                 logger.warning("Realtime server: %s: %s", frame.get("code"), frame.get("reason"))
+                self._emit("error", RealtimeError(str(frame.get("code")), str(frame.get("reason", ""))))
             return
         joining = self._joins.pop(request_id, None)
         if joining is not None:
+            joining_room, rejoin = joining
             if op == "joined":
-                joining._joined(frame)
+                joining_room._joined(frame)
             elif op in ("denied", "error"):
-                joining._refused(str(frame.get("code")), str(frame.get("reason", "")))
+                joining_room._refused(str(frame.get("code")), str(frame.get("reason", "")), rejoin)
             return
         future = self._pending.pop(request_id, None)
         if future is None or future.done():

@@ -110,12 +110,15 @@ class _BodyField:
 class _FormField:
     """One field of a form body: text converted like a query value, or an uploaded file."""
 
-    __slots__ = ("convert", "default", "file", "key", "multi", "name", "wants_bytes")
+    __slots__ = ("annotation", "convert", "default", "file", "key", "multi", "name", "param", "wants_bytes")
 
-    def __init__(self, name: str, key: str, annotation: Any, default: Any, file: bool) -> None:
+    def __init__(self, name: str, param: Form, annotation: Any, default: Any) -> None:
         self.name = name
-        self.key = key
+        self.param = param
+        self.key = param.alias or name
+        self.annotation = annotation
         self.default = default
+        file = isinstance(param, File)
         self.multi = is_sequence(annotation)
         self.file = file or _is_upload_type(annotation)
         # File() on bytes (or list[bytes]): the handler gets the files' contents.
@@ -296,9 +299,7 @@ class Dependant:
             else:
                 marker = Query()
         if isinstance(marker, Form):
-            self.form_fields.append(
-                _FormField(name, marker.alias or name, annotation, default, isinstance(marker, File))
-            )
+            self.form_fields.append(_FormField(name, marker, annotation, default))
             return
         if isinstance(marker, Body):
             if self.body is not None:

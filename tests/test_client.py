@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import serve
+from websockets.typing import Subprotocol
 
 from FasterAPI.client import ConnectionState, Position, Realtime, RealtimeError, full_jitter
 from tests.realtime.wire import get, post
@@ -142,12 +145,133 @@ def test_a_kick_is_a_left_event_without_rejoin(server: RunningServer) -> None:
     async def main() -> None:
         async with Realtime(server.ws_url + "/rt", params=lambda: {"token": "ann"}) as client:
             room = client.room("chat:kicked")
-            reasons: list[str] = []
-            room.on("left", reasons.append)
+            left: list[dict[str, str]] = []
+            room.on("left", left.append)
             await room.join({"name": "ann"})
             await asyncio.to_thread(post, server, f"/kick/{client.connection_id}/chat:kicked?reason=bye")
-            await wait_for(lambda: reasons == ["bye"], "the kick")
+            await wait_for(lambda: bool(left), "the kick")
+            assert left == [{"code": "removed", "reason": "bye"}]
             assert not room.wanted
+
+    run(main())
+
+
+def test_binary_broadcasts_arrive_as_bytes(server: RunningServer) -> None:
+    async def main() -> None:
+        async with Realtime(server.ws_url + "/rt") as client:
+            room = client.room("feed:client-binary")
+            received: list[Any] = []
+            room.on("message", lambda data, meta: received.append(data))
+            await room.join()
+            await asyncio.to_thread(post, server, "/broadcast/feed:client-binary?binary=true")
+            await asyncio.to_thread(post, server, "/broadcast/feed:client-binary")
+            await wait_for(lambda: len(received) == 2, "both messages")
+            assert received == [b"\x00\x01", {"n": 0}]
+
+    run(main())
+
+
+def test_a_message_to_this_connection_alone_is_the_clients_event(server: RunningServer) -> None:
+    async def main() -> None:
+        async with Realtime(server.ws_url + "/rt") as client:
+            direct: list[Any] = []
+            client.on("message", direct.append)
+            await asyncio.to_thread(post, server, f"/send/{client.connection_id}")
+            await wait_for(lambda: bool(direct), "the direct message")
+            assert direct == [{"direct": True}]
+
+    run(main())
+
+
+class ScriptedServer:
+    """A WebSocket server speaking the protocol from a script: for replies the app itself cannot
+    be made to give on demand (the client.js tests use a mock socket for the same)."""
+
+    def __init__(self, answer_join: Any) -> None:
+        #: ``answer_join(frame, connection_number)`` -> the reply frame to a join.
+        self.answer_join = answer_join
+        self.joins: list[dict[str, Any]] = []
+        self.connections: list[Any] = []
+        self.port = 0
+        self._server: Any = None
+
+    async def __aenter__(self) -> ScriptedServer:
+        self._server = await serve(self._serve, "127.0.0.1", 0, subprotocols=[Subprotocol("fasterapi.v1")])
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, ws: Any) -> None:
+        self.connections.append(ws)
+        number = len(self.connections)
+        await ws.send(json.dumps({"op": "welcome", "connection": f"c.{number}", "ping_interval": 10, "version": 1}))
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame["op"] == "join":
+                self.joins.append(frame)
+                await ws.send(json.dumps(self.answer_join(frame, number)))
+
+
+def test_a_rejoin_the_server_cannot_serve_yet_is_tried_again() -> None:
+    """A rejoin answered ``unavailable`` (the relay is down) is sent again with backoff, with the
+    same ``since``, instead of being given up; no ``left``."""
+
+    def answer(frame: dict[str, Any], connection: int) -> dict[str, Any]:
+        refusals = sum(1 for join in server.joins if join.get("since"))
+        if connection > 1 and refusals <= 2:
+            return {"op": "denied", "id": frame["id"], "room": frame["room"], "code": "unavailable", "reason": "down"}
+        top = {"offset": 5, "epoch": "e1"}
+        return {"op": "joined", "id": frame["id"], "room": frame["room"], "recovered": connection > 1,
+                "position": top, "presence": {}}
+
+    server = ScriptedServer(answer)
+
+    async def main() -> None:
+        async with server:
+            client = Realtime(f"ws://127.0.0.1:{server.port}/rt", backoff_base=0.05, backoff_cap=0.2)
+            room = client.room("chat:1")
+            left: list[dict[str, str]] = []
+            room.on("left", left.append)
+            try:
+                await room.join({"name": "ann"})
+                await server.connections[0].close()
+                await wait_for(lambda: len(server.joins) == 4 and room.joined, "two refused rejoins, then one served")
+                assert [join.get("since") for join in server.joins[1:]] == [{"offset": 5, "epoch": "e1"}] * 3
+                assert all(join["payload"] == {"name": "ann"} for join in server.joins)
+                assert left == [] and room.wanted
+                assert len(server.connections) == 2  # retried on the connection, not by reconnecting
+            finally:
+                await client.close()
+
+    run(main())
+
+
+def test_a_rejoin_denied_for_good_is_a_left_event() -> None:
+    def answer(frame: dict[str, Any], connection: int) -> dict[str, Any]:
+        if connection > 1:
+            return {"op": "denied", "id": frame["id"], "room": frame["room"], "code": "forbidden", "reason": "revoked"}
+        return {"op": "joined", "id": frame["id"], "room": frame["room"], "recovered": False,
+                "position": None, "presence": {}}
+
+    server = ScriptedServer(answer)
+
+    async def main() -> None:
+        async with server:
+            client = Realtime(f"ws://127.0.0.1:{server.port}/rt", backoff_base=0.05)
+            room = client.room("chat:1")
+            left: list[dict[str, str]] = []
+            room.on("left", left.append)
+            try:
+                await room.join()
+                await server.connections[0].close()
+                await wait_for(lambda: bool(left), "the refused rejoin")
+                assert left == [{"code": "forbidden", "reason": "revoked"}]
+                assert not room.wanted and len(server.joins) == 2
+            finally:
+                await client.close()
 
     run(main())
 

@@ -140,12 +140,16 @@ def test_the_wheel_installs_and_reports_its_version(installed: Path) -> None:
 
 
 def test_the_wheel_holds_the_realtime_browser_client(installed: Path) -> None:
+    """The installed client.js is the source tree's, byte for byte (what the app serves)."""
     code = (
+        "import hashlib\n"
         "from importlib import resources\n"
-        "print(resources.files('FasterAPI.realtime').joinpath('client.js').read_text()[:200])"
+        "body = resources.files('FasterAPI.realtime').joinpath('client.js').read_bytes()\n"
+        "print(len(body), hashlib.sha256(body).hexdigest())"
     )
     result = run([str(installed / "bin" / "python"), "-c", code], cwd=installed)
-    assert "Realtime" in result.stdout
+    source = (ROOT / "FasterAPI" / "realtime" / "client.js").read_bytes()
+    assert result.stdout.split() == [str(len(source)), hashlib.sha256(source).hexdigest()]
 
 
 def test_fasterapi_run_from_the_wheel_serves_a_websocket_round_trip(installed: Path) -> None:

@@ -142,7 +142,43 @@ def _request_body(route: BaseRoute, registry: SchemaRegistry) -> dict[str, Any] 
             if body.param.description:
                 result["description"] = body.param.description
             return result
-    return None
+    return _form_body(route, registry)
+
+
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _form_body(route: BaseRoute, registry: SchemaRegistry) -> dict[str, Any] | None:
+    """The form the route's Form and File parameters (its dependencies' too) read: multipart
+    when one is a file, else urlencoded; one object schema, a property per field."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    multipart = False
+    for dependant in walk(route.dependant):
+        for field in dependant.form_fields:
+            if field.key in properties or not field.param.include_in_schema:
+                continue
+            if field.file:
+                multipart = True
+                schema: dict[str, Any] = {"type": "array", "items": dict(_BINARY)} if field.multi else dict(_BINARY)
+            else:
+                schema = registry.add(field.annotation)
+                if field.default is not _MISSING and field.default is not None:
+                    default = _json_default(field.default)
+                    if default is not _MISSING:
+                        schema["default"] = default
+            if field.param.description:
+                schema["description"] = field.param.description
+            properties[field.key] = schema
+            if field.default is _MISSING:
+                required.append(field.key)
+    if not properties:
+        return None
+    form: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        form["required"] = required
+    media_type = "multipart/form-data" if multipart else "application/x-www-form-urlencoded"
+    return {"content": {media_type: {"schema": form}}, "required": bool(required)}
 
 
 def _security(route: BaseRoute, schemes: dict[str, Any]) -> list[dict[str, list[str]]]:
@@ -237,7 +273,7 @@ def _operation(route: HTTPRoute, method: str, registry: SchemaRegistry, schemes:
     if body is not None:
         operation["requestBody"] = body
     security = _security(route, schemes)
-    validated = any(d.fields or d.body is not None for d in walk(route.dependant))
+    validated = any(d.fields or d.form_fields or d.body is not None for d in walk(route.dependant))
     operation["responses"] = _responses(route, registry, validated=validated, secured=bool(security))
     if security:
         operation["security"] = security

@@ -32,6 +32,7 @@ from ..routing import HTTPRoute, WebSocketRoute
 from ..websockets import WebSocket
 from . import frames
 from .rooms import RoomTable
+from .schema import describe_realtime
 from .session import PING_TIMEOUT_CLOSE, Session
 
 if TYPE_CHECKING:
@@ -64,9 +65,11 @@ class Realtime:
         self._pinger: asyncio.Task[None] | None = None
         self._hooked: Hub | None = None
         self._client: tuple[bytes, str] | None = None
-        app.add_route(WebSocketRoute(path, self._serve, name=f"realtime:{path}"))
+        # In the AsyncAPI document through describe_realtime, with the protocol's frames.
+        app.add_route(WebSocketRoute(path, self._serve, name=f"realtime:{path}", include_in_schema=False))
         app.add_route(HTTPRoute(path.rstrip("/") + "/client.js", self._client_js, name=f"realtime-client:{path}"))
         app.on_shutdown.append(self._stop)
+        app.asyncapi_sources.append(lambda builder: describe_realtime(self, builder))
 
     # -- declarations -----------------------------------------------------------------------
 

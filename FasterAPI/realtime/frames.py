@@ -27,14 +27,25 @@ from ..pubsub.history import Position
 
 __all__ = [
     "SUBPROTOCOL",
+    "Ack",
     "BadFrame",
+    "Denied",
+    "Error",
     "ErrorCode",
     "Join",
+    "Joined",
     "Leave",
+    "Left",
+    "Message",
     "Ping",
     "Pong",
+    "Presence",
     "Publish",
     "Request",
+    "Reset",
+    "RoomPosition",
+    "ServerFrame",
+    "Welcome",
     "read_frame",
     "wrap_message",
 ]
@@ -73,35 +84,43 @@ class ErrorCode(enum.StrEnum):
 RequestId = Annotated[int, msgspec.Meta(gt=0)]
 
 
-class Since(msgspec.Struct):
+class RoomPosition(msgspec.Struct):
+    """A message's place in its room's history: ``offset`` within ``epoch``."""
+
     offset: int
     epoch: str
 
 
-class Join(msgspec.Struct):
+class Join(msgspec.Struct, tag="join", tag_field="op"):
+    """Join ``room``; ``since``: resume after that position; ``payload``: for the room's guard."""
+
     id: RequestId
     room: str
-    since: Since | None = None
+    since: RoomPosition | None = None
     payload: Any = msgspec.UNSET
 
 
-class Leave(msgspec.Struct):
+class Leave(msgspec.Struct, tag="leave", tag_field="op"):
+    """Leave ``room`` (answered ``left`` even when not in it)."""
+
     id: RequestId
     room: str
 
 
-class Publish(msgspec.Struct):
+class Publish(msgspec.Struct, tag="publish", tag_field="op"):
+    """Publish ``data`` to ``room`` through the room's publish handler."""
+
     id: RequestId
     room: str
     data: Any = msgspec.UNSET
 
 
-class Ping(msgspec.Struct):
-    pass
+class Ping(msgspec.Struct, tag="ping", tag_field="op"):
+    """Keepalive, either way: the other side answers ``pong``."""
 
 
-class Pong(msgspec.Struct):
-    pass
+class Pong(msgspec.Struct, tag="pong", tag_field="op"):
+    """The answer to a ``ping``."""
 
 
 Request = Join | Leave | Publish | Ping | Pong
@@ -162,50 +181,121 @@ def _request(frame: Any) -> Request:
 # -- server frames --------------------------------------------------------------------------
 
 
-def _position(position: Position | None) -> dict[str, Any] | None:
-    return None if position is None else {"offset": position.offset, "epoch": position.epoch}
+class Welcome(msgspec.Struct, tag="welcome", tag_field="op"):
+    """The server's first frame: the connection's id and the ping interval (seconds)."""
+
+    connection: str
+    ping_interval: float
+    version: int
+
+
+class Joined(msgspec.Struct, tag="joined", tag_field="op"):
+    """A join succeeded: the room's top, and its members' presence metadata by connection id."""
+
+    id: int
+    room: str
+    recovered: bool
+    position: RoomPosition | None
+    presence: dict[str, Any]
+
+
+class Denied(msgspec.Struct, tag="denied", tag_field="op"):
+    """A join was refused (``code`` is one of :class:`ErrorCode`, or a guard's own)."""
+
+    id: int
+    room: str
+    code: str
+    reason: str
+
+
+class Left(msgspec.Struct, tag="left", tag_field="op", omit_defaults=True):
+    """Out of ``room``: the answer to a ``leave`` (with ``id``), or the server's doing (with ``reason``)."""
+
+    room: str
+    id: int | msgspec.UnsetType = msgspec.UNSET
+    reason: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Ack(msgspec.Struct, tag="ack", tag_field="op"):
+    """A publish succeeded: the broadcast's place in the room's history (null: none kept or made)."""
+
+    id: int
+    room: str
+    position: RoomPosition | None
+
+
+class Error(msgspec.Struct, tag="error", tag_field="op"):
+    """A request failed, or (``id`` null) a frame could not be read."""
+
+    id: int | None
+    code: str
+    reason: str
+
+
+class Message(msgspec.Struct, tag="message", tag_field="op", omit_defaults=True):
+    """A broadcast to ``room`` (``""``: to this connection alone); bytes are base64 with ``binary``."""
+
+    room: str
+    offset: int
+    epoch: str
+    data: Any
+    binary: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class Presence(msgspec.Struct, tag="presence", tag_field="op"):
+    """Who joined ``room`` (connection id: metadata) and who left it."""
+
+    room: str
+    joins: dict[str, Any]
+    leaves: list[str]
+
+
+class Reset(msgspec.Struct, tag="reset", tag_field="op"):
+    """Messages of ``room`` were lost for this connection: reload the room's state."""
+
+    room: str
+
+
+#: What the server sends (:func:`wrap_message` and :func:`presence_diff` write their frames
+#: directly, for speed; ``Message`` and ``Presence`` describe what they write).
+ServerFrame = Welcome | Joined | Denied | Left | Ack | Error | Message | Presence | Reset | Ping | Pong
+
+
+def _position(position: Position | None) -> RoomPosition | None:
+    return None if position is None else RoomPosition(position.offset, position.epoch)
 
 
 def welcome(connection_id: str, ping_interval: float) -> bytes:
-    return _encode({"op": "welcome", "connection": connection_id, "ping_interval": ping_interval, "version": VERSION})
+    return _encode(Welcome(connection_id, ping_interval, VERSION))
 
 
 def joined(request_id: int, room: str, recovered: bool, position: Position | None, presence: dict[str, Any]) -> bytes:
-    return _encode(
-        {
-            "op": "joined",
-            "id": request_id,
-            "room": room,
-            "recovered": recovered,
-            "position": _position(position),
-            "presence": presence,
-        }
-    )
+    return _encode(Joined(request_id, room, recovered, _position(position), presence))
 
 
 def denied(request_id: int, room: str, code: str, reason: str) -> bytes:
-    return _encode({"op": "denied", "id": request_id, "room": room, "code": code, "reason": reason})
+    return _encode(Denied(request_id, room, code, reason))
 
 
 def left(request_id: int, room: str) -> bytes:
-    return _encode({"op": "left", "id": request_id, "room": room})
+    return _encode(Left(room, id=request_id))
 
 
 def removed(room: str, reason: str) -> bytes:
     """``left`` without an id: the server took the connection out of ``room``."""
-    return _encode({"op": "left", "room": room, "reason": reason})
+    return _encode(Left(room, reason=reason))
 
 
 def ack(request_id: int, room: str, position: Position | None) -> bytes:
-    return _encode({"op": "ack", "id": request_id, "room": room, "position": _position(position)})
+    return _encode(Ack(request_id, room, _position(position)))
 
 
 def error(request_id: int | None, code: str, reason: str) -> bytes:
-    return _encode({"op": "error", "id": request_id, "code": code, "reason": reason})
+    return _encode(Error(request_id, code, reason))
 
 
 def reset(room: str) -> bytes:
-    return _encode({"op": "reset", "room": room})
+    return _encode(Reset(room))
 
 
 def presence_diff(room: str, joins: dict[str, bytes], leaves: list[str]) -> bytes:

@@ -9,7 +9,7 @@ Each also appears in the OpenAPI document as a security scheme, so ``/docs`` can
 from .api_key import APIKeyCookie, APIKeyHeader, APIKeyQuery
 from .base import SecurityBase
 from .http import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
-from .oauth2 import OAuth2PasswordBearer, SecurityScopes
+from .oauth2 import OAuth2PasswordBearer, OAuth2PasswordRequestForm, OAuth2PasswordRequestFormStrict, SecurityScopes
 
 __all__ = [
     "APIKeyCookie",
@@ -20,6 +20,8 @@ __all__ = [
     "HTTPBasicCredentials",
     "HTTPBearer",
     "OAuth2PasswordBearer",
+    "OAuth2PasswordRequestForm",
+    "OAuth2PasswordRequestFormStrict",
     "SecurityBase",
     "SecurityScopes",
 ]

@@ -1,19 +1,22 @@
-"""OAuth2: the password-flow bearer token and the scopes a ``Security`` dependency asks for.
-
-``OAuth2PasswordRequestForm`` is not here: it reads a form body, which FasterAPI does not
-parse yet.
-"""
+"""OAuth2: the password-flow bearer token, the form its token URL reads, and the scopes a
+``Security`` dependency asks for."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
+
+import msgspec
 
 from ..openapi.models import OAuth2, OAuthFlowPassword, OAuthFlows
+from ..params import Form
 from ..requests import HTTPConnection
 from .base import SecurityBase, refusal
 from .utils import bearer_token
 
-__all__ = ["OAuth2PasswordBearer", "SecurityScopes"]
+__all__ = ["OAuth2PasswordBearer", "OAuth2PasswordRequestForm", "OAuth2PasswordRequestFormStrict", "SecurityScopes"]
+
+GrantType = Annotated[str, msgspec.Meta(pattern="^password$")]
 
 
 class SecurityScopes:
@@ -62,3 +65,51 @@ class OAuth2PasswordBearer(SecurityBase):
                 raise refusal(conn, "Not authenticated", {"WWW-Authenticate": "Bearer"})
             return None
         return token
+
+
+class OAuth2PasswordRequestForm:
+    """The form of OAuth2's password flow, for the token URL: ``form: OAuth2PasswordRequestForm
+    = Depends()`` (a urlencoded body, as Swagger UI's *Authorize* sends it; needs the ``forms``
+    extra). ``scopes`` is the ``scope`` field split on spaces. ``grant_type``, when sent, must be
+    ``password``; :class:`OAuth2PasswordRequestFormStrict` requires it.
+    """
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[GrantType | None, Form()] = None,
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form()] = None,
+    ) -> None:
+        self.grant_type = grant_type
+        self.username = username
+        self.password = password
+        self.scopes = scope.split()
+        self.client_id = client_id
+        self.client_secret = client_secret
+
+
+class OAuth2PasswordRequestFormStrict(OAuth2PasswordRequestForm):
+    """:class:`OAuth2PasswordRequestForm` whose ``grant_type`` is required (the spec says it must be sent)."""
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[GrantType, Form()],
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form()] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+        )

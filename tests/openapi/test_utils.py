@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from openapi_spec_validator import validate
 
-from FasterAPI import APIRouter, Depends, Faster, Header, Path, Query, WebSocket
+from FasterAPI import APIRouter, Depends, Faster, File, Form, Header, Path, Query, UploadFile, WebSocket
 from FasterAPI.openapi.utils import get_openapi
 from FasterAPI.testclient import TestClient
 from tests.apps.openapi_app import app as shop
@@ -344,3 +344,52 @@ def test_include_router_can_leave_a_whole_router_out() -> None:
     assert app.asyncapi()["channels"] == {}
     with TestClient(app) as client:
         assert client.get("/internal/health").json() == "ok"
+
+
+def test_form_and_file_parameters_are_the_request_body() -> None:
+    app = Faster()
+
+    def tenant(org: Annotated[str, Form(description="whose files")]) -> str:
+        return org
+
+    @app.post("/login")
+    async def login(username: Annotated[str, Form()], remember: Annotated[bool, Form()] = False) -> None:
+        return None
+
+    @app.post("/upload")
+    async def upload(
+        report: UploadFile,
+        note: Annotated[str, Form(alias="comment")],
+        extras: Annotated[list[bytes], File()] = [],  # noqa: B006 - a default, never mutated
+        owner: str = Depends(tenant),
+        hidden: Annotated[str, Form(include_in_schema=False)] = "",
+    ) -> None:
+        return None
+
+    document = get_openapi(title="t", version="1", routes=app.routes)
+    validate(document)
+    login_body = document["paths"]["/login"]["post"]["requestBody"]
+    assert login_body == {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"username": {"type": "string"}, "remember": {"type": "boolean", "default": False}},
+                    "required": ["username"],
+                }
+            }
+        },
+        "required": True,
+    }
+    upload_body = document["paths"]["/upload"]["post"]["requestBody"]
+    assert list(upload_body["content"]) == ["multipart/form-data"]
+    schema = upload_body["content"]["multipart/form-data"]["schema"]
+    assert schema["properties"] == {
+        "report": {"type": "string", "format": "binary"},
+        "comment": {"type": "string"},
+        "extras": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "org": {"type": "string", "description": "whose files"},
+    }
+    assert schema["required"] == ["report", "comment", "org"]
+    # A form is read like a body: a 422 is documented.
+    assert "422" in document["paths"]["/upload"]["post"]["responses"]

@@ -1,14 +1,26 @@
-"""OAuth2PasswordBearer, Security scopes and SecurityScopes."""
+"""OAuth2PasswordBearer, OAuth2PasswordRequestForm, Security scopes and SecurityScopes."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 from typing import Annotated
 
 import pytest
+from openapi_spec_validator import validate
 
 from FasterAPI import Depends, Faster, HTTPException, Security, WebSocket
-from FasterAPI.security import OAuth2PasswordBearer, SecurityScopes
+from FasterAPI.security import (
+    OAuth2PasswordBearer,
+    OAuth2PasswordRequestForm,
+    OAuth2PasswordRequestFormStrict,
+    SecurityScopes,
+)
 from FasterAPI.testclient import TestClient, WebSocketDenialResponse
+from tests.browser_script import BROWSER_DIR, CHROMIUM, require_browser_tools
+from tests.servers import run_uvicorn
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/token", scopes={"me": "Read me", "items": "Read items"})
 optional = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
@@ -49,6 +61,24 @@ async def items(
 @app.get("/anyone")
 async def anyone(token: Annotated[str | None, Depends(optional)]) -> str | None:
     return token
+
+
+USERS = {"ann": "secret"}
+
+
+@app.post("/token")
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, str]:
+    """The token URL of the password flow, as Swagger UI's Authorize dialog posts to it."""
+    if USERS.get(form.username) != form.password:
+        raise HTTPException(400, "Incorrect username or password")
+    # The test's tokens are named after their scopes (see TOKENS).
+    token = "me-only" if form.scopes == ["me"] else "all"
+    return {"access_token": token, "token_type": "bearer", "client": form.client_id or ""}
+
+
+@app.post("/token/strict")
+async def login_strict(form: OAuth2PasswordRequestFormStrict = Depends()) -> dict[str, str]:
+    return {"grant_type": form.grant_type or "", "user": form.username}
 
 
 @app.websocket("/ws/me")
@@ -99,3 +129,78 @@ def test_the_scheme_in_openapi_with_per_operation_scopes() -> None:
         {"OAuth2PasswordBearer": ["items"]},
         {"OAuth2PasswordBearer": []},
     ]
+
+
+def test_the_password_flow_gets_a_token_and_uses_it() -> None:
+    with TestClient(app) as client:
+        # What Swagger UI's Authorize dialog sends: a urlencoded form with grant_type=password.
+        answer = client.post(
+            "/token",
+            data={"grant_type": "password", "username": "ann", "password": "secret", "scope": "me", "client_id": "ui"},
+        )
+        assert answer.status_code == 200
+        assert answer.json() == {"access_token": "me-only", "token_type": "bearer", "client": "ui"}
+        token = answer.json()["access_token"]
+        assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).json() == "me-only"
+        # grant_type and scope are optional in the lenient form.
+        bare = client.post("/token", data={"username": "ann", "password": "secret"})
+        assert bare.json()["access_token"] == "all"
+        assert client.post("/token", data={"username": "ann", "password": "wrong"}).status_code == 400
+
+
+def test_the_form_rejects_what_it_must() -> None:
+    with TestClient(app) as client:
+        missing = client.post("/token", data={"username": "ann"})
+        assert missing.status_code == 422
+        assert [error["loc"] for error in missing.json()["detail"]] == [["body", "password"]]
+        wrong_grant = client.post("/token", data={"grant_type": "code", "username": "ann", "password": "secret"})
+        assert wrong_grant.status_code == 422
+        assert wrong_grant.json()["detail"][0]["loc"] == ["body", "grant_type"]
+        strict = client.post("/token/strict", data={"username": "ann", "password": "secret"})
+        assert strict.status_code == 422
+        assert strict.json()["detail"][0]["loc"] == ["body", "grant_type"]
+        ok = client.post("/token/strict", data={"grant_type": "password", "username": "ann", "password": "x"})
+        assert ok.json() == {"grant_type": "password", "user": "ann"}
+
+
+def test_the_token_url_has_its_form_in_openapi() -> None:
+    document = app.openapi()
+    validate(document)
+    body = document["paths"]["/token"]["post"]["requestBody"]
+    assert body["required"] is True
+    schema = body["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert schema["type"] == "object"
+    assert list(schema["properties"]) == ["grant_type", "username", "password", "scope", "client_id", "client_secret"]
+    assert schema["required"] == ["username", "password"]
+    assert schema["properties"]["scope"]["default"] == ""
+    strict = document["paths"]["/token/strict"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+    assert strict["schema"]["required"] == ["grant_type", "username", "password"]
+    assert strict["schema"]["properties"]["grant_type"] == {"type": "string", "pattern": "^password$"}
+
+
+@pytest.mark.timeout(180)
+def test_swagger_ui_authorizes_with_the_password_flow_in_a_real_browser() -> None:
+    """Swagger UI's Authorize dialog posts the token URL's form; Try it out then sends the token."""
+    node = require_browser_tools()
+    with run_uvicorn("tests.apps.oauth2_app:app") as server:
+        process = subprocess.Popen(
+            [node, str(BROWSER_DIR / "swagger_oauth2.mjs"), f"{server}/docs"],
+            cwd=BROWSER_DIR,
+            env={**os.environ, "CHROMIUM": CHROMIUM},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group: the browser goes down with it
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    assert process.returncode == 0, f"{stderr}\n{stdout}"
+    result = json.loads(stdout.strip().splitlines()[-1])
+    token = result["authorized"]["OAuth2PasswordBearer"]["token"]
+    assert (token["access_token"], token["token_type"]) == ("token-of-ann:me", "bearer")
+    assert result["status"] == "200"
+    assert result["body"] == {"token": "token-of-ann:me"}
