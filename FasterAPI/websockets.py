@@ -320,6 +320,9 @@ class WebSocket(HTTPConnection):
         all: then ``result.recovered`` is True. Else nothing is replayed and the client should
         reload. ``result.position`` is the room's current top (None without history). The
         replay is queued to the socket before this returns, ahead of anything sent after.
+        With ``since`` while the relay is down, the history cannot be read: this raises
+        :class:`~FasterAPI.pubsub.BackendUnavailable` and the connection is not in the room;
+        try again with the same ``since`` once the relay is back, and nothing is lost.
         """
         self._require_connected()
         return await self._member_hub().join(self, room, since)

@@ -261,7 +261,9 @@ class Hub:
 
         With room history and ``since`` (the last position the client saw), every message after
         it is delivered first, in order and once, if the history still holds them all
-        (``recovered``). ``position`` is the room's top (None without history). ``metadata``
+        (``recovered``); if the history cannot be read (the relay is down), this raises
+        BackendUnavailable and the member is not in the room, so that a retry with the same
+        ``since`` loses nothing. ``position`` is the room's top (None without history). ``metadata``
         (JSON bytes) is the member's presence metadata in the room (:meth:`presence_of`); a
         member already in the room only has its metadata replaced.
         """

@@ -232,13 +232,13 @@ class Recovery:
     # -- joins that resume ---------------------------------------------------------------
 
     async def resume(self, room: str, retention: Retention, joiner: Joiner, since: Position) -> JoinResult:
-        """Replay to ``joiner`` what came after ``since`` (if the history still holds all of it)."""
-        try:
-            found = await self.backend.read_history(retention, since.offset, retention.size)
-        except BackendUnavailable:
-            joiner.replay([], 0)  # nothing to replay from: pass on what arrived, and go on live
-            self._finish(room, joiner)
-            return JoinResult(False, None)
+        """Replay to ``joiner`` what came after ``since`` (if the history still holds all of it).
+
+        Raises :class:`BackendUnavailable` when the history cannot be read (the relay is down):
+        the history may still hold every message, so the caller should try again with the same
+        ``since`` rather than go on live with a gap.
+        """
+        found = await self.backend.read_history(retention, since.offset, retention.size)
         entries = self._decoded(room, found.entries) if found.epoch == since.epoch else []
         recovered = covers(since, found, entries)
         joiner.replay(entries if recovered else [], found.top)

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from FasterAPI.pubsub import Gap, History, JoinResult, Position
+from FasterAPI.pubsub import BackendUnavailable, Gap, History, JoinResult, Position
 from FasterAPI.pubsub.backends.memory import MemoryBackend
 from FasterAPI.pubsub.envelope import decode, room_channel
+from FasterAPI.pubsub.history import HistoryRange, Retention
 from FasterAPI.pubsub.hub import Hub
 from tests.pubsub.test_hub import FakeMember, run, until
 
@@ -108,6 +109,43 @@ def test_join_since_replays_what_was_missed_before_anything_live() -> None:
             await until(lambda: len(again.sink.deliveries) == 5, "the replay and the live message")
             assert texts(again) == ["m4", "m5", "m6", "m7", "m8"]
             assert [d.offset for d in again.sink.deliveries] == [4, 5, 6, 7, 8]
+
+    run(scenario())
+
+
+class UnreadableBackend(MemoryBackend):
+    """A memory backend whose history reads fail while ``down`` (a relay outage, for reads)."""
+
+    down = False
+
+    async def read_history(self, retention: Retention, after: int, limit: int) -> HistoryRange:
+        if self.down:
+            raise BackendUnavailable("the relay is down")
+        return await super().read_history(retention, after, limit)
+
+
+def test_a_resume_while_the_history_cannot_be_read_fails_and_a_retry_loses_nothing() -> None:
+    async def scenario() -> None:
+        backend = UnreadableBackend()
+        async with history_hub(backend) as (hub, _):
+            first = FakeMember(hub)
+            await hub.join(first, "r")
+            seen = await hub.broadcast("r", "m1")
+            assert seen is not None
+            await hub.discard(first.id)
+            await hub.broadcast("r", "m2")
+            backend.down = True
+            again = FakeMember(hub)
+            with pytest.raises(BackendUnavailable):
+                await hub.join(again, "r", since=seen)
+            assert hub.rooms_of(again.id) == ()  # not in the room: no gap behind its back
+            await hub.broadcast("r", "m3")
+            assert again.sink.deliveries == []
+            backend.down = False
+            result = await hub.join(again, "r", since=seen)
+            assert result.recovered
+            await until(lambda: len(again.sink.deliveries) == 2, "the replay")
+            assert texts(again) == ["m2", "m3"]
 
     run(scenario())
 
