@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..history import HistoryRange, Position, Retention
+from ._confirmations import Confirmations
 from ._reconnect import Backoff, Supervisor, check_cancelled
 from ._url import redact_url, split_options
 from .base import Backend, BackendListener, BackendUnavailable, describe_error
@@ -144,7 +145,7 @@ class RedisBackend(Backend):
         self._owned_pubsub: PubSub | None = None
         self._pubsub: PubSub | None = None
         # Subscribers waiting for Redis to confirm a SUBSCRIBE, by prefixed channel.
-        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._confirmations = Confirmations("SUBSCRIBE", socket_timeout)
 
     @property
     def connection_losses(self) -> int:
@@ -274,7 +275,7 @@ class RedisBackend(Backend):
                 if message["type"] == "message":
                     early.append(message)
                 elif message["type"] == "subscribe":
-                    self._confirm(message["channel"])
+                    self._confirmations.confirm(message["channel"])
 
     async def _listen(self, session: _Session) -> BaseException:
         """Deliver until the subscriber connection fails; return why (the supervisor abandons it)."""
@@ -333,7 +334,7 @@ class RedisBackend(Backend):
         """Drop the subscriber connection, if any: failed, half-built, or at stop. Never raises."""
         self._pubsub = None
         pubsub, self._owned_pubsub = self._owned_pubsub, None
-        self._release_waiters()
+        self._confirmations.release_all()
         if pubsub is not None:
             await self._close_pubsub(pubsub)
         await self._drop_idle_pub_connections()
@@ -357,7 +358,7 @@ class RedisBackend(Backend):
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] != "message":
             if message["type"] == "subscribe":
-                self._confirm(message["channel"])
+                self._confirmations.confirm(message["channel"])
             return  # other confirmations, pongs
         raw_channel: bytes = message["channel"]
         if not raw_channel.startswith(self._prefix_bytes):
@@ -425,44 +426,14 @@ class RedisBackend(Backend):
         """
         raw = self._key(channel).encode()
         if channel in self._wanted:
-            if raw in self._waiters:  # subscribed a moment ago and not confirmed yet: wait too
-                await self._wait_confirmed(raw, channel)
+            if self._confirmations.pending(raw):  # subscribed a moment ago: wait for it too
+                await self._confirmations.wait(raw, channel)
             return
         self._wanted.add(channel)
         if self._pubsub is None:
             log.debug("SUBSCRIBE %r recorded; sent when Redis is back", channel)
             return
-        await self._wait_confirmed(raw, channel, send=True)
-
-    async def _wait_confirmed(self, raw: bytes, channel: str, *, send: bool = False) -> None:
-        # Registered before the command is written: the reply can come in while we await
-        # the write.
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(raw, []).append(waiter)
-        try:
-            if send:
-                await self._send_if_connected("SUBSCRIBE", channel)
-            async with asyncio.timeout(self.socket_timeout):
-                await waiter
-        except TimeoutError:
-            log.debug("SUBSCRIBE %r not confirmed within %.1fs", channel, self.socket_timeout)
-        finally:
-            waiters = self._waiters.get(raw)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[raw]
-
-    def _confirm(self, raw_channel: bytes) -> None:
-        for waiter in self._waiters.pop(raw_channel, ()):
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _release_waiters(self) -> None:
-        # The connection is gone: nobody waits for its confirmations (the channels are in
-        # the wanted set, which the reconnect subscribes).
-        for raw_channel in list(self._waiters):
-            self._confirm(raw_channel)
+        await self._confirmations.wait(raw, channel, lambda: self._send_if_connected("SUBSCRIBE", channel))
 
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving ``channel``; messages for it still in flight are dropped."""

@@ -53,6 +53,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..envelope import room_channel
 from ..history import HistoryRange, Position, Retention
+from ._confirmations import Confirmations
 from ._reconnect import Backoff, Supervisor, check_cancelled
 from ._url import split_options
 from .base import Backend, BackendListener, BackendUnavailable, describe_error
@@ -199,7 +200,7 @@ class RedisClusterBackend(Backend):
         # RedisBackend: set from the moment its connections are up until it fails).
         self._owned: _Session | None = None
         self._session: _Session | None = None
-        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._confirmations = Confirmations("SSUBSCRIBE", socket_timeout)
         # Held while (un)subscribe commands are written, so their order on the wire follows
         # the order of the changes to the wanted channels.
         self._sending = asyncio.Lock()
@@ -470,7 +471,7 @@ class RedisClusterBackend(Backend):
         """Drop the session's connections, if any: failed, half-built, or at stop. Never raises."""
         self._session = None
         session, self._owned = self._owned, None
-        self._release_waiters()
+        self._confirmations.release_all()
         if session is None:
             return
         session.end(RedisConnectionError("the session was abandoned"))
@@ -492,7 +493,7 @@ class RedisClusterBackend(Backend):
         """A confirmation on a subscriber connection; raises SlotMoved for one we did not ask for."""
         kind, raw = message["type"], message["channel"]
         if kind == "ssubscribe":
-            self._confirm(raw)
+            self._confirmations.confirm(raw)
         elif kind == "sunsubscribe":
             if shard.unsubscribing[raw] > 0:
                 shard.unsubscribing[raw] -= 1
@@ -553,41 +554,15 @@ class RedisClusterBackend(Backend):
         """Start receiving ``channel``; while connected, returns once its primary confirmed it."""
         raw = self.physical(channel).encode("utf-8", "surrogateescape")
         if channel in self._wanted:
-            if raw in self._waiters:  # subscribed a moment ago and not confirmed yet: wait too
-                await self._wait_confirmed(raw, channel)
+            if self._confirmations.pending(raw):  # subscribed a moment ago: wait for it too
+                await self._confirmations.wait(raw, channel)
             return
         self._wanted[channel] = raw
         self._logical[raw] = channel
         if self._session is None:
             log.debug("SSUBSCRIBE %r recorded; sent when the cluster is back", channel)
             return
-        await self._wait_confirmed(raw, channel, send=True)
-
-    async def _wait_confirmed(self, raw: bytes, channel: str, *, send: bool = False) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(raw, []).append(waiter)
-        try:
-            if send:
-                await self._send_if_connected("SSUBSCRIBE", raw)
-            async with asyncio.timeout(self.socket_timeout):
-                await waiter
-        except TimeoutError:
-            log.debug("SSUBSCRIBE %r not confirmed within %.1fs", channel, self.socket_timeout)
-        finally:
-            waiters = self._waiters.get(raw)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[raw]
-
-    def _confirm(self, raw: bytes) -> None:
-        for waiter in self._waiters.pop(raw, ()):
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _release_waiters(self) -> None:
-        for raw in list(self._waiters):
-            self._confirm(raw)
+        await self._confirmations.wait(raw, channel, lambda: self._send_if_connected("SSUBSCRIBE", raw))
 
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving ``channel``; messages for it still in flight are dropped."""
