@@ -14,13 +14,15 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import pytest
 
-__all__ = ["BROWSER_DIR", "BrowserScript", "require_browser_tools"]
+__all__ = ["BROWSER_DIR", "CHROMIUM", "BrowserScript", "require_browser_tools", "run_browser_script"]
 
 BROWSER_DIR = Path(__file__).resolve().parent / "deploy" / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -36,6 +38,42 @@ def require_browser_tools() -> str:
     if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
         pytest.skip("playwright-core is not installed (run `make browser-deps`)")
     return node
+
+
+def run_browser_script(
+    script: str | Path,
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    context: Callable[[], str] | None = None,
+) -> dict[str, Any]:
+    """Run a node script that drives Chromium to its end and return its last stdout line (JSON).
+
+    ``script`` is a file in tests/deploy/browser or a path. It runs in its own process group,
+    killed afterwards whatever happened, so a hung script takes its browser down with it.
+    ``context()`` (a server's log, say) goes into the failure message.
+    """
+    node = require_browser_tools()
+    path = BROWSER_DIR / script if isinstance(script, str) else script
+    process = subprocess.Popen(
+        [node, str(path), *args],
+        cwd=BROWSER_DIR,
+        env={**os.environ, "CHROMIUM": CHROMIUM, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the browser too, if node left it behind
+        process.wait()
+    extra = context() if context is not None else ""
+    assert process.returncode == 0, f"{path.name} failed ({process.returncode}):\n{stderr}\n{stdout}\n{extra}"
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return result
 
 
 class BrowserScript:

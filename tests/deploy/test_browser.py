@@ -2,54 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.stack import ROOT, Stack, stop_process_group
+from tests.browser_script import run_browser_script
+from tests.deploy.stack import ROOT, Stack
 
 pytestmark = pytest.mark.timeout(120)
 
-BROWSER_DIR = Path(__file__).resolve().parent / "browser"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def _require_browser_tools() -> str:
-    node = shutil.which("node")
-    if node is None or not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("node and chromium are needed (run scripts/system-packages.sh)")
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("playwright-core is not installed (run `make browser-deps`)")
-    return node
-
-
 def test_two_pages_talk_across_instances(stack: Stack) -> None:
-    node = _require_browser_tools()
     ARTIFACTS.mkdir(exist_ok=True)
     room = f"browser-{secrets.token_hex(3)}"
-    # Its own process group: if it hangs, the browser it started goes down with it.
-    process = subprocess.Popen(
-        [node, str(BROWSER_DIR / "demo.mjs"), stack.base_url, room, str(ARTIFACTS)],
-        cwd=BROWSER_DIR,
-        env={**os.environ, "CHROMIUM": CHROMIUM},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=90)
-    finally:
-        stop_process_group(process, signal.SIGTERM, timeout=5)
-    assert process.returncode == 0, f"{stderr}\n{stdout}\n{stack.logs()}"
-    shown = json.loads(stdout.strip().splitlines()[-1])
+    shown = run_browser_script("demo.mjs", stack.base_url, room, str(ARTIFACTS), timeout=90, context=stack.logs)
 
     for person in ("alice", "bob"):
         assert shown[person]["members"] == "2"

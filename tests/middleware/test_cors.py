@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-
 import pytest
 
 from FasterAPI import Faster, WebSocket, WebSocketDisconnect
@@ -15,7 +9,8 @@ from FasterAPI.middleware.cors import CORSMiddleware
 from FasterAPI.responses import PlainTextResponse
 from FasterAPI.testclient import TestClient
 from FasterAPI.testclient.responses import TestResponse
-from tests.servers import REPO_ROOT, run_uvicorn
+from tests.browser_script import run_browser_script
+from tests.servers import run_uvicorn
 
 ORIGIN = "https://app.example.com"
 OTHER = "https://evil.example.net"
@@ -151,49 +146,14 @@ def test_websocket_origins_and_cors_origins_share_one_list() -> None:
 
 # -- a real browser ----------------------------------------------------------------------------
 
-BROWSER_DIR = REPO_ROOT / "tests" / "deploy" / "browser"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None or not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("node and chromium are needed (run scripts/system-packages.sh)")
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("playwright-core is not installed (run `make browser-deps`)")
-    return node
-
-
-def _fetch_from_other_origin(node: str, page_url: str, api_url: str) -> dict[str, object]:
-    process = subprocess.Popen(
-        [node, str(BROWSER_DIR / "cors.mjs"), page_url, api_url],
-        cwd=BROWSER_DIR,
-        env={**os.environ, "CHROMIUM": CHROMIUM},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own group: the browser goes down with it
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=90)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 0, f"{stderr}\n{stdout}"
-    result: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
-    return result
-
-
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("allowed", [True, False], ids=["allowed-origin", "other-origin"])
 def test_a_page_on_another_origin_posts_with_authorization_only_when_cors_allows_it(allowed: bool) -> None:
     """The page is on http://localhost:PORT, the API on http://127.0.0.1:PORT: two origins.
     The browser preflights the POST (it carries Authorization) and obeys the answer."""
-    node = _node()
     regex = r"http://localhost:\d+" if allowed else r"http://elsewhere\.example"
     with run_uvicorn("tests.apps.middleware_app:app", env={"CORS_ORIGIN_REGEX": regex}) as server:
-        result = _fetch_from_other_origin(node, f"http://localhost:{server.port}/page", f"{server}/api/echo")
+        result = run_browser_script("cors.mjs", f"http://localhost:{server.port}/page", f"{server}/api/echo")
     if allowed:
         assert result == {"ok": True, "status": 200, "body": {"authorization": "Bearer s3cret"}}
     else:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +14,7 @@ from FasterAPI import Faster
 from FasterAPI.openapi.docs import VENDOR_DIR, VENDOR_URL, vendored_versions
 from FasterAPI.testclient import TestClient
 from tests.apps.openapi_app import app as shop
-from tests.deploy.stack import stop_process_group
+from tests.browser_script import run_browser_script
 from tests.servers import run_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -157,7 +153,6 @@ def test_swagger_ui_parameters_reach_the_page() -> None:
 
 BROWSER_SCRIPT = Path(__file__).resolve().parent / "browser" / "docs_pages.mjs"
 PLAYWRIGHT_CORE = ROOT / "tests" / "deploy" / "browser" / "node_modules" / "playwright-core" / "index.mjs"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.mark.timeout(120)
@@ -165,27 +160,10 @@ def test_the_pages_in_chromium_with_no_network_beyond_the_app() -> None:
     """Headless Chromium opens /docs, /redoc and /asyncapi from uvicorn, every request to another
     origin aborted and recorded: none is made, Swagger UI shows every operation, its Authorize
     dialog's bearer token reaches the app through "Try it out", and Redoc renders both documents."""
-    node = shutil.which("node")
-    if node is None or not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("node and chromium are needed (run scripts/system-packages.sh)")
-    if not PLAYWRIGHT_CORE.is_file():
-        pytest.skip("playwright-core is not installed (run `make browser-deps`)")
     with run_uvicorn("tests.apps.openapi_app:app") as url:
-        process = subprocess.Popen(
-            [node, str(BROWSER_SCRIPT), url],
-            env={**os.environ, "CHROMIUM": CHROMIUM, "PLAYWRIGHT_CORE": str(PLAYWRIGHT_CORE)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group: the browser goes down with it
+        shown = run_browser_script(
+            BROWSER_SCRIPT, url, env={"PLAYWRIGHT_CORE": str(PLAYWRIGHT_CORE)}, context=url.output
         )
-        try:
-            stdout, stderr = process.communicate(timeout=100)
-        finally:
-            stop_process_group(process, signal.SIGTERM, timeout=5)
-        server_output = url.output()
-    assert process.returncode == 0, f"{stderr}\n{stdout}\n{server_output}"
-    shown = json.loads(stdout.strip().splitlines()[-1])
 
     assert shown["offOrigin"] == []
     assert shown["consoleErrors"] == []

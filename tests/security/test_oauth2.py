@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 from typing import Annotated
 
 import pytest
@@ -19,7 +15,7 @@ from FasterAPI.security import (
     SecurityScopes,
 )
 from FasterAPI.testclient import TestClient, WebSocketDenialResponse
-from tests.browser_script import BROWSER_DIR, CHROMIUM, require_browser_tools
+from tests.browser_script import run_browser_script
 from tests.servers import run_uvicorn
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/token", scopes={"me": "Read me", "items": "Read items"})
@@ -181,25 +177,8 @@ def test_the_token_url_has_its_form_in_openapi() -> None:
 @pytest.mark.timeout(180)
 def test_swagger_ui_authorizes_with_the_password_flow_in_a_real_browser() -> None:
     """Swagger UI's Authorize dialog posts the token URL's form; Try it out then sends the token."""
-    node = require_browser_tools()
     with run_uvicorn("tests.apps.oauth2_app:app") as server:
-        process = subprocess.Popen(
-            [node, str(BROWSER_DIR / "swagger_oauth2.mjs"), f"{server}/docs"],
-            cwd=BROWSER_DIR,
-            env={**os.environ, "CHROMIUM": CHROMIUM},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own group: the browser goes down with it
-        )
-        try:
-            stdout, stderr = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    assert process.returncode == 0, f"{stderr}\n{stdout}"
-    result = json.loads(stdout.strip().splitlines()[-1])
+        result = run_browser_script("swagger_oauth2.mjs", f"{server}/docs")
     token = result["authorized"]["OAuth2PasswordBearer"]["token"]
     assert (token["access_token"], token["token_type"]) == ("token-of-ann:me", "bearer")
     assert result["status"] == "200"
