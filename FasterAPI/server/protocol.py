@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.utils import ClientDisconnected
 
@@ -59,6 +59,7 @@ except ImportError as error:  # uvicorn < 0.35
 from websockets.exceptions import PayloadTooBig, ProtocolError, SecurityError
 from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode
+from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
@@ -67,12 +68,15 @@ from ..pubsub.delivery import SINK_EXTENSION, Delivery, Encoder, ServerSink, Sin
 from ..status import WS_1001_GOING_AWAY, WS_1013_TRY_AGAIN_LATER
 from .errors import client_errors, peer
 from .frames import deflated_frame, plain_frame
-from .waiting import MessageQueue, WaitFlag
+from .handshake import frameless_app, websocket_scope
+from .waiting import MessageQueue, Take, WaitFlag
 
 if TYPE_CHECKING:
-    from uvicorn._types import ASGISendEvent
+    from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 
 logger = logging.getLogger("fasterapi.server")
+#: The logger uvicorn hands websockets' protocol.
+_WEBSOCKETS_LOGGER = logging.getLogger("uvicorn.error")
 
 #: How long a connection closed for overflow may take to answer before it is aborted.
 OVERFLOW_ABORT_AFTER = 5.0
@@ -162,39 +166,59 @@ def _release_handshake_request(conn: ServerProtocol) -> None:
         outer.close()
 
 
+def _resume_reading_when_drained(protocol: FasterWebSocketProtocol) -> None:
+    """After the app took a message: read again once it has taken every one (as uvicorn)."""
+    if protocol.read_paused and protocol.queue.empty():
+        protocol.read_paused = False
+        protocol.transport.resume_reading()
+
+
 class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
     """uvicorn's sansio WebSocket protocol, and the hub's sink for its connection."""
 
+    # Every attribute in a slot: uvicorn's protocol sets over 40 per connection, more than
+    # CPython's shared instance-dict keys hold, so each socket would carry its own ~1.6 KB
+    # dict. A subclass's slots take the assignments its base makes too.
+    __slots__ = (
+        *("config", "app", "loop", "logger", "root_path", "asgi_version", "app_state"),
+        *("connections", "tasks", "default_headers", "transport", "server", "client", "scheme"),
+        *("queue", "handshake_initiated", "handshake_complete", "close_sent", "disconnected"),
+        *("close_timer", "close_timeout", "initial_response", "conn", "read_paused", "writable"),
+        *("ping_interval", "ping_timeout", "ping_timer", "pong_timer", "pending_ping_payload"),
+        *("ping_sent_at", "last_ping_rtt", "frames", "curr_msg_data_type", "response", "scope"),
+        # Ours.
+        *("_batch", "_backlog", "_backlog_broadcasts", "_closing", "_settings", "_encoder"),
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The app without uvicorn's proxy-headers frame: one coroutine frame less per socket.
+        self.app = frameless_app(self.config)
         if self.config.ws_per_message_deflate:
             # Without server context takeover each message is compressed on its own, so a
             # broadcast is compressed once for every member instead of once per socket.
             self.conn = ServerProtocol(
                 extensions=_DEFLATE,
                 max_size=self.config.ws_max_size,
-                logger=logging.getLogger("uvicorn.error"),
+                logger=_WEBSOCKETS_LOGGER,
             )
         # asyncio's Queue and Event allocate ~3.8 KB of deques per socket up front; these make
         # storage only while it is used (the receive path needs put_nowait/get/empty, the
         # send path set/clear/wait).
         self.queue = MessageQueue()  # type: ignore[assignment]
         self.writable = WaitFlag(True)  # type: ignore[assignment]
-
-    # Per-connection state starts as these class-level defaults: an instance attribute is
-    # made only when a connection's value differs, which keeps each idle socket's __dict__ small.
-    #: Frames to write at the end of this loop iteration: the first one alone, a list from
-    #: the second on. A list per member per broadcast would be thousands of GC-tracked
-    #: objects alive mid-fan-out; the collector promotes them, and their promotions trigger
-    #: full collections (tens of ms with thousands of sockets) every few seconds.
-    _batch: bytes | list[bytes] | None = None
-    #: While the transport is paused: (frame, is a hub broadcast) in write order.
-    _backlog: collections.deque[tuple[bytes, bool]] | None = None
-    _backlog_broadcasts = 0
-    _closing = False
-    _settings: SinkSettings | None = None
-    #: How this connection's broadcasts are framed (shared by every connection of that shape).
-    _encoder: Encoder = staticmethod(plain_frame)
+        #: Frames to write at the end of this loop iteration: the first one alone, a list
+        #: from the second on. A list per member per broadcast would be thousands of
+        #: GC-tracked objects alive mid-fan-out; the collector promotes them, and their
+        #: promotions trigger full collections (tens of ms with thousands of sockets).
+        self._batch: bytes | list[bytes] | None = None
+        #: While the transport is paused: (frame, is a hub broadcast) in write order.
+        self._backlog: collections.deque[tuple[bytes, bool]] | None = None
+        self._backlog_broadcasts = 0
+        self._closing = False
+        self._settings: SinkSettings | None = None
+        #: How this connection's broadcasts are framed (shared by every connection of that shape).
+        self._encoder: Encoder = plain_frame
 
     # -- what a client gets wrong ----------------------------------------------------------
 
@@ -258,14 +282,56 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
 
     # -- registration with the hub -------------------------------------------------------
 
-    def handle_connect(self, event: Any) -> None:
-        super().handle_connect(event)
-        # uvicorn keeps the handshake request (its parsed headers, ~2.5 KB) for the socket's
-        # whole life but never reads it again: the scope holds the headers the app sees.
-        self.request = None  # type: ignore[assignment]
-        scope = getattr(self, "scope", None)
-        if scope is not None and not self.close_sent:
-            scope["extensions"][SINK_EXTENSION] = self
+    def handle_connect(self, event: Request) -> None:
+        """Answer a refused handshake, or start the app on the handshake's scope.
+
+        As uvicorn's, except that the request is not kept (its parsed headers, ~2.5 KB, are
+        never read again: the scope holds the headers the app sees), the scope shares what
+        repeats across connections (:mod:`.handshake`), and the app's task runs the app's
+        coroutine itself instead of a wrapper coroutine whose frame would stay suspended
+        above it for the socket's whole life.
+        """
+        self.handshake_initiated = True
+        response = self.conn.accept(event)
+        if response.status_code != 101:
+            self.handshake_complete = self.close_sent = True
+            self.conn.send_response(response)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+            return
+        self.response = response
+        scope = websocket_scope(
+            event,
+            asgi_version=self.asgi_version,
+            scheme=self.scheme,
+            server=self.server,
+            client=self.client,
+            root_path=self.root_path,
+            app_state=self.app_state,
+        )
+        scope["extensions"][SINK_EXTENSION] = self
+        self.scope = scope  # type: ignore[assignment]
+        self.queue.put_nowait({"type": "websocket.connect"})
+        task = asyncio.ensure_future(self.app(scope, self.receive, self.send), loop=self.loop)
+        task.add_done_callback(self._app_finished)
+        self.tasks.add(task)
+
+    def _app_finished(self, task: asyncio.Task[None]) -> None:
+        """What uvicorn's ``run_asgi`` does once the app returns or raises."""
+        self.tasks.discard(task)
+        if task.cancelled():
+            pass  # the server's shutdown gave up waiting; uvicorn logs it as an error too
+        elif (error := task.exception()) is not None:
+            if not isinstance(error, ClientDisconnected):
+                self.logger.error("Exception in ASGI application\n", exc_info=error)
+                self.send_500_response()
+        elif not self.handshake_complete:
+            self.logger.error("ASGI callable returned without completing handshake.")
+            self.send_500_response()
+        elif task.result() is not None:
+            self.logger.error("ASGI callable should return None, but returned '%s'.", task.result())
+        if self.close_timer is None:
+            self.transport.close()
 
     def attach(self, settings: SinkSettings) -> bool:
         """Serve as the hub's sink for this connection; False leaves it to the ASGI path."""
@@ -427,6 +493,11 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
             self.transport.write(b"".join(data for data, _ in backlog))
 
     # -- the app's side ------------------------------------------------------------------
+
+    def receive(self) -> Take[ASGIReceiveEvent]:
+        """The app's next event, as uvicorn's, with no coroutine frame while it waits."""
+        queue = cast("MessageQueue[ASGIReceiveEvent]", self.queue)
+        return queue.get(_resume_reading_when_drained, self)
 
     async def send(self, message: ASGISendEvent) -> None:
         kind = message["type"]

@@ -4,14 +4,17 @@
 ``join()`` event's waiters) and ``asyncio.Event`` one, about 3.8 KB per WebSocket before a
 single message moves. An idle server holds thousands of sockets whose queue is empty with
 one waiting receive, and whose write flag is set with nobody waiting, so these keep only
-what that state needs and make the rest on demand.
+what that state needs and make the rest on demand. For the same reason a waiting
+``MessageQueue.get()`` is a small object, not a suspended coroutine frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Generic, TypeVar
+from collections.abc import Callable, Generator
+from types import TracebackType
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -53,23 +56,14 @@ class MessageQueue(Generic[T]):
             self._items = None
         return item
 
-    async def get(self) -> T:
-        while not self._items:
-            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            getters = self._getters
-            if getters is None:
-                getters = self._getters = []
-            getters.append(getter)
-            try:
-                await getter
-            except BaseException:
-                getter.cancel()
-                if getter in getters:
-                    getters.remove(getter)
-                elif self._items:
-                    self._wake_next()  # we were woken, then cancelled: hand the wake-up on
-                raise
-        return self.get_nowait()
+    def get(self, then: Callable[[Any], None] | None = None, owner: Any = None) -> Take[T]:
+        """The next item, once there is one; ``then(owner)`` runs just after it is taken.
+
+        Awaitable and a coroutine (``asyncio.create_task`` takes it). ``then`` and ``owner``
+        let a caller act on each take without a coroutine frame of its own (a shared function
+        and its object; a bound method would be one more allocation per get).
+        """
+        return Take(self, then, owner)
 
     def _wake_next(self) -> None:
         getters = self._getters
@@ -80,6 +74,76 @@ class MessageQueue(Generic[T]):
                 break
         if not getters:
             self._getters = None
+
+
+class Take(Generic[T]):
+    """A pending ``MessageQueue.get()``: a coroutine written as an object, ~64 bytes.
+
+    An ``async def get`` keeps its frame suspended while it waits, plus the frame of whoever
+    wraps it (a few hundred bytes per idle socket). This is what such a coroutine would do,
+    step by step: each ``send`` takes an item if there is one (finishing with it, as
+    ``StopIteration``), else yields a future for ``put_nowait`` to complete. A cancellation
+    (``throw``) or ``close`` while waiting withdraws the future, and if a put had already
+    chosen it, hands that wake-up on to the next getter, so no message waits while a getter
+    does, as in ``asyncio.Queue``.
+    """
+
+    __slots__ = ("_getter", "_owner", "_queue", "_then")
+
+    def __init__(self, queue: MessageQueue[T], then: Callable[[Any], None] | None, owner: Any) -> None:
+        self._queue = queue
+        self._then = then
+        self._owner = owner
+        self._getter: asyncio.Future[None] | None = None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self  # type: ignore[return-value]
+
+    def __next__(self) -> asyncio.Future[None]:
+        return self.send(None)
+
+    def send(self, value: None) -> asyncio.Future[None]:
+        self._getter = None
+        queue = self._queue
+        if queue._items:
+            item = queue.get_nowait()
+            if self._then is not None:
+                self._then(self._owner)
+            raise StopIteration(item)
+        getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        getters = queue._getters
+        if getters is None:
+            getters = queue._getters = []
+        getters.append(getter)
+        self._getter = getter
+        getter._asyncio_future_blocking = True  # as Future.__await__ does: the Task waits on it
+        return getter
+
+    def throw(
+        self,
+        error: type[BaseException] | BaseException,
+        value: BaseException | object = None,
+        traceback: TracebackType | None = None,
+    ) -> asyncio.Future[None]:
+        self._withdraw()
+        if isinstance(error, BaseException):
+            raise error
+        raise error() if value is None else value  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._withdraw()
+
+    def _withdraw(self) -> None:
+        getter, self._getter = self._getter, None
+        if getter is None:
+            return
+        getter.cancel()
+        queue = self._queue
+        getters = queue._getters
+        if getters is not None and getter in getters:
+            getters.remove(getter)
+        elif queue._items:
+            queue._wake_next()  # we were woken, then stopped: hand the wake-up on
 
 
 class WaitFlag:

@@ -209,7 +209,7 @@ def test_an_open_connection_keeps_no_handshake_objects_and_no_receive_storage() 
             protocol = transport.protocol
             # uvicorn would keep the parsed request and the 101 response for the socket's
             # life, and websockets' handshake parser the request too.
-            assert protocol.request is None and protocol.response is None
+            assert getattr(protocol, "request", None) is None and protocol.response is None
             assert protocol.conn.parser.gi_code is Protocol.parse.__code__
             assert protocol.queue.empty() and protocol.writable.is_set()
             peer.send_text("send:still served")
@@ -217,6 +217,46 @@ def test_an_open_connection_keeps_no_handshake_objects_and_no_receive_storage() 
             assert peer.texts() == ["still served"]
 
     asyncio.run(scenario())
+
+
+def test_an_open_connection_keeps_its_state_in_slots_and_runs_the_app_without_wrappers() -> None:
+    async def scenario() -> None:
+        async with connected() as (_, transport, peer):
+            protocol = transport.protocol
+            # Nothing in an instance dict: a dict of uvicorn's 40-odd attributes is ~1.6 KB.
+            assert vars(protocol) == {}
+            # The task runs the app's own coroutine: no frame of uvicorn's run_asgi (or of
+            # its proxy-headers middleware) stays suspended above it.
+            (task,) = protocol.tasks
+            assert task.get_coro().cr_code is Faster.__call__.__code__
+            peer.send_text("send:still served")
+            await settle()
+            assert peer.texts() == ["still served"]
+
+    asyncio.run(scenario())
+
+
+def test_an_app_that_fails_before_accepting_gets_a_500_and_one_error_log(caplog: pytest.LogCaptureFixture) -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    async def scenario() -> None:
+        transport, peer = new_socket(failing)  # type: ignore[arg-type]
+        # After new_socket: loading uvicorn's Config replaces this logger's handlers.
+        logging.getLogger("uvicorn.error").addHandler(caplog.handler)
+        transport.protocol.data_received(peer.handshake_bytes())
+        await settle()
+        assert peer.frames() == []
+        assert peer.response is not None and peer.response.status_code == 500
+        assert transport.closing and not transport.protocol.tasks
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(caplog.handler)
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage().strip() for record in errors] == ["Exception in ASGI application"]
+    assert errors[0].exc_info is not None and str(errors[0].exc_info[1]) == "boom"
 
 
 def test_a_frame_split_across_the_handshake_is_parsed_whole() -> None:

@@ -105,3 +105,50 @@ def test_a_cancelled_flag_wait_leaves_the_waiters() -> None:
         assert await asyncio.wait_for(remaining, 1) is True
 
     asyncio.run(scenario())
+
+
+def test_a_get_is_a_coroutine_object_that_runs_its_hook_after_each_take() -> None:
+    taken: list[tuple[str, int]] = []
+
+    def then(owner: str) -> None:
+        taken.append((owner, queue.qsize()))
+
+    queue: MessageQueue[int] = MessageQueue()
+
+    async def scenario() -> None:
+        waiting = queue.get(then, "owner")
+        assert asyncio.iscoroutine(waiting)
+        task = asyncio.create_task(waiting)  # type: ignore[arg-type]
+        await settle()
+        assert not task.done() and taken == []
+        queue.put_nowait(1)
+        queue.put_nowait(2)
+        assert await asyncio.wait_for(task, 1) == 1
+        assert taken == [("owner", 1)]
+        assert await queue.get(then, "owner") == 2  # at once: it never waits
+        assert taken == [("owner", 1), ("owner", 0)]
+
+    asyncio.run(scenario())
+
+
+def test_a_closed_or_failed_get_withdraws_and_hands_its_wake_up_on() -> None:
+    async def scenario() -> None:
+        queue: MessageQueue[str] = MessageQueue()
+        first = queue.get()
+        assert isinstance(first.send(None), asyncio.Future)
+        second = asyncio.create_task(queue.get())
+        await settle()
+        queue.put_nowait("x")  # wakes the first getter, which then never runs
+        first.close()
+        assert await asyncio.wait_for(second, 1) == "x"
+        assert not queue._getters
+
+        third = queue.get()
+        third.send(None)
+        with pytest.raises(KeyError):
+            third.throw(KeyError("thrown in"))
+        assert not queue._getters
+        queue.put_nowait("kept")
+        assert await queue.get() == "kept"
+
+    asyncio.run(scenario())
