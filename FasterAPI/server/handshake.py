@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from uvicorn.config import Config
     from websockets.http11 import Request
 
-__all__ = ["frameless_app", "websocket_scope"]
+__all__ = ["frameless_app", "shared_addresses", "websocket_scope"]
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
@@ -80,6 +80,34 @@ def _header(name: str, value: str) -> tuple[bytes, bytes]:
     if shared and len(value) <= MAX_SHARED_VALUE and len(_pairs) < MAX_SHARED:
         _pairs[(name, value)] = pair
     return pair
+
+
+_addresses: dict[tuple[str, int | None], tuple[str, int | None]] = {}
+_hosts: dict[str, str] = {}
+
+
+def shared_addresses(
+    server: tuple[str, int | None] | None, client: tuple[str, int] | None
+) -> tuple[tuple[str, int | None] | None, tuple[str, int] | None]:
+    """The connection's local and peer addresses, sharing what repeats.
+
+    Every connection accepted on one listening socket has the same local address, and many
+    peers share a host (one proxy, one NAT): one tuple and one string serve them all.
+    """
+    if server is not None:
+        known = _addresses.get(server)
+        if known is not None:
+            server = known
+        elif len(_addresses) < MAX_SHARED:
+            _addresses[server] = server
+    if client is not None:
+        host = _hosts.get(client[0])
+        if host is None:
+            host = client[0]
+            if len(_hosts) < MAX_SHARED:
+                _hosts[host] = host
+        client = (host, client[1])
+    return server, client
 
 
 def websocket_scope(

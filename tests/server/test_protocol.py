@@ -158,10 +158,16 @@ async def connected(
         await app.hub.stop()
 
 
-def new_socket(app: Faster, deflate: bool = False, ws_max_size: int = 1 << 20) -> tuple[ScriptedTransport, Peer]:
+def new_socket(
+    app: Faster, deflate: bool = False, ws_max_size: int = 1 << 20, **config_options: Any
+) -> tuple[ScriptedTransport, Peer]:
     """A FasterWebSocketProtocol connection to ``app`` and its client, before the handshake."""
     config = Config(
-        app=app, ws="FasterAPI.server.protocol:FasterWebSocketProtocol", lifespan="off", ws_max_size=ws_max_size
+        app=app,
+        ws="FasterAPI.server.protocol:FasterWebSocketProtocol",
+        lifespan="off",
+        ws_max_size=ws_max_size,
+        **config_options,
     )
     config.load()
     protocol = FasterWebSocketProtocol(config=config, server_state=ServerState(), app_state={})
