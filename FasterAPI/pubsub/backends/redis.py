@@ -23,7 +23,7 @@ from ..history import HistoryRange, Position, Retention
 from ._confirmations import Confirmations
 from ._reconnect import Backoff, Supervisor
 from ._redis_reader import read_subscriber, send_on
-from ._url import redact_url, split_options
+from ._url import redact_url, require_positive, split_options
 from .base import Backend, BackendListener, BackendUnavailable, describe_error
 from .redis_history import RedisHistory
 from .redis_presence import RedisPresence
@@ -102,8 +102,9 @@ class RedisBackend(Backend):
         startup_wait: float = 5.0,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if health_check_interval <= 0 or socket_timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("health_check_interval, socket_timeout and connect_timeout must be > 0")
+        require_positive(
+            health_check_interval=health_check_interval, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+        )
         self.url = url
         self.prefix = prefix
         self.health_check_interval = health_check_interval

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
@@ -50,7 +50,7 @@ from ..history import HistoryRange, Position, Retention
 from ._confirmations import Confirmations
 from ._reconnect import Backoff, Supervisor
 from ._redis_reader import read_subscriber, send_on
-from ._url import split_options
+from ._url import only_backend_options, require_positive
 from .base import Backend, BackendListener, BackendUnavailable, describe_error
 from .redis import URL_OPTIONS
 from .redis_cluster_topology import Address, Session, Shard, SlotMapper, SlotMoved, connect_through_failover, text
@@ -64,6 +64,9 @@ log = logging.getLogger("fasterapi.backends.redis_cluster")
 DEFAULT_PORT = 6379
 
 _ROOM = room_channel("")
+
+#: Backend options that may also be given in the URL query: the Redis backend's and ``max_connections``.
+CLUSTER_URL_OPTIONS: dict[str, Callable[[str], Any]] = {**URL_OPTIONS, "max_connections": int}
 
 
 def hash_tag(name: str) -> str:
@@ -107,8 +110,9 @@ class RedisClusterBackend(Backend):
             raise ValueError("RedisClusterBackend needs the address of at least one cluster node")
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"A Redis Cluster prefix may not contain braces (the room is the hash tag): {prefix!r}")
-        if health_check_interval <= 0 or socket_timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("health_check_interval, socket_timeout and connect_timeout must be > 0")
+        require_positive(
+            health_check_interval=health_check_interval, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+        )
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.nodes = list(nodes)
@@ -163,10 +167,8 @@ class RedisClusterBackend(Backend):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
         """Build from ``redis+cluster://[user:password@]h1:p1,h2:p2/[?prefix=...]``."""
-        clean, from_query = split_options(url, {**URL_OPTIONS, "max_connections": int})
+        clean, from_query = only_backend_options(url, CLUSTER_URL_OPTIONS, backend="Redis Cluster")
         parts = urlsplit(clean)
-        if parts.query:
-            raise ValueError(f"Unknown option(s) in the Redis Cluster URL: {parts.query!r}")
         if parts.path.strip("/") not in ("", "0"):
             raise ValueError(f"A Redis Cluster has only db 0; the URL's path must be empty: {url!r}")
         userinfo, _, hosts = parts.netloc.rpartition("@")
