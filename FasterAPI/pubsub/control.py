@@ -6,21 +6,17 @@ on a room's channel or to the worker holding one connection, but the receiving h
 to its :attr:`~ControlMessages.control_handlers` instead of the members' sinks.
 
 :class:`ControlMessages` is a part of :class:`~FasterAPI.pubsub.hub.Hub` (a mixin), kept
-apart so that ``hub.py`` holds the broadcast path; the hub creates the state it declares.
+apart so that ``hub.py`` holds the broadcast path; the state it uses is declared in
+:mod:`.hub_state`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .envelope import Envelope, prepare
-
-if TYPE_CHECKING:
-    from ..config import HubConfig
-    from .backends.base import Backend
-    from .hub import HubStats
+from .hub_state import HubState
 
 __all__ = ["ControlHandler", "ControlMessages"]
 
@@ -30,27 +26,8 @@ logger = logging.getLogger("fasterapi.hub")
 ControlHandler = Callable[[Envelope], None]
 
 
-class ControlMessages:
+class ControlMessages(HubState):
     """Sending control messages, and handing received ones to the app's handlers."""
-
-    # Made by Hub.__init__.
-    config: HubConfig
-    backend: Backend
-    #: Called (on the event loop, must not block) with every control message this worker
-    #: receives: on a room's channel when it has local members, or addressed to a local connection.
-    control_handlers: list[ControlHandler]
-
-    stats: HubStats
-
-    if TYPE_CHECKING:
-
-        @property
-        def worker_id(self) -> str: ...
-
-        @property
-        def _signing_secret(self) -> bytes: ...
-
-        async def ensure_started(self) -> None: ...
 
     async def send_control(
         self, payload: bytes, *, room: str | None = None, target: str | None = None, exclude: str = ""

@@ -1,7 +1,7 @@
 """The relay's health, as one worker sees it: a ping published to itself through the backend.
 
 :class:`RelayHealth` is a part of :class:`~FasterAPI.pubsub.hub.Hub` (a mixin), kept apart so
-that ``hub.py`` holds the broadcast path; the hub creates the state it declares.
+that ``hub.py`` holds the broadcast path; the state it uses is declared in :mod:`.hub_state`.
 """
 
 from __future__ import annotations
@@ -11,40 +11,18 @@ import logging
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING
 
 from .envelope import KIND_PING, VERSION, Envelope, encode, sign, worker_channel
 from .errors import BackendUnavailable
-
-if TYPE_CHECKING:
-    from ..config import HubConfig
-    from .backends.base import Backend
+from .hub_state import HubState
 
 __all__ = ["RelayHealth"]
 
 logger = logging.getLogger("fasterapi.hub")
 
 
-class RelayHealth:
+class RelayHealth(HubState):
     """The self-ping that tells whether broadcasts get through the relay."""
-
-    # Made by Hub.__init__.
-    config: HubConfig
-    backend: Backend
-    relay_ok: bool
-    last_relay_ok: float | None
-    _started: bool
-    _secrets: list[bytes]
-    #: ping nonce -> the future its return resolves.
-    _pings: dict[bytes, asyncio.Future[None]]
-
-    if TYPE_CHECKING:
-
-        @property
-        def worker_id(self) -> str: ...
-
-        @property
-        def _signing_secret(self) -> bytes: ...
 
     async def check_relay(self, timeout: float = 2.0) -> bool:
         """Publish a ping to this worker through the backend and wait for it to come back."""

@@ -6,7 +6,7 @@ heartbeat lasts, so the members of a worker that died without cleanup stop count
 ``presence_ttl`` seconds.
 
 :class:`RoomPresence` is a part of :class:`~FasterAPI.pubsub.hub.Hub` (a mixin), kept apart
-so that ``hub.py`` holds the broadcast path; the hub creates the state it declares.
+so that ``hub.py`` holds the broadcast path; the state it uses is declared in :mod:`.hub_state`.
 """
 
 from __future__ import annotations
@@ -14,40 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-from .backends.base import PresenceStore
 from .envelope import validate_room
 from .errors import BackendUnavailable
-
-if TYPE_CHECKING:
-    from ..config import HubConfig
-    from .delivery import Sink
+from .hub_state import HubState
 
 __all__ = ["RoomPresence"]
 
 logger = logging.getLogger("fasterapi.hub")
 
 
-class RoomPresence:
+class RoomPresence(HubState):
     """The hub's presence: writes on join and leave, a heartbeat per worker, and the queries."""
-
-    # Made by Hub.__init__.
-    config: HubConfig
-    presence: PresenceStore
-    rooms: dict[str, dict[str, Sink]]
-    _started: bool
-    #: room -> {connection id: presence metadata (JSON)}, for local members that have some.
-    _metadata: dict[str, dict[str, bytes]]
-
-    if TYPE_CHECKING:
-
-        @property
-        def worker_id(self) -> str: ...
-
-        async def ensure_started(self) -> None: ...
 
     async def room_size(self, room: str) -> int:
         """How many connections are in ``room`` across the cluster."""
