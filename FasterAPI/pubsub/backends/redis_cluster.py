@@ -15,9 +15,11 @@ self-check) is a sharded channel too, ``{prefix}{worker:<id>}``; the presence he
 one sorted set, ``{prefix}presence-workers``, in whichever slot that name hashes to.
 
 Subscribing: per worker, one subscriber connection to each primary, found with ``CLUSTER
-SLOTS`` on every connect. redis-py's asyncio ``ClusterPubSub`` is not used: it polls its node
-connections in turn (a wait on one delays the others) and reconnects and resubscribes on its
-own, out of sight of the reconnect supervisor. The session is all of those connections: when
+SLOTS`` on every connect (the slot map and the session: :mod:`.redis_cluster_topology`; the
+read loop, shared with the Redis backend: :mod:`._redis_reader`). redis-py's asyncio
+``ClusterPubSub`` is not used: it polls its node connections in turn (a wait on one delays
+the others) and reconnects and resubscribes on its own, out of sight of the reconnect
+supervisor. The session is all of those connections: when
 any one fails (its primary died, a failover, a network error), or a primary says a channel's
 slot moved away (an unrequested ``SUNSUBSCRIBE``), or a ``SSUBSCRIBE`` is redirected
 (``MOVED``), the whole session ends and :class:`~._reconnect.Supervisor` builds a new one
