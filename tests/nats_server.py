@@ -10,16 +10,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from tests.servers import die_with_parent, free_port
+from tests.servers import ManagedServer, free_port, kill_process, start_process
 
 
 def nats_server_binary() -> str | None:
@@ -27,7 +24,7 @@ def nats_server_binary() -> str | None:
     return found
 
 
-class NatsServer:
+class NatsServer(ManagedServer):
     """A nats-server process (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -47,17 +44,9 @@ class NatsServer:
     def start(self, timeout: float = 10.0) -> Self:
         args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.dir / "js")]
         args += ["-l", str(self.dir / "nats.log")]
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent(),
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while not self._greets():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}: {self._log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nats-server on port {self.port} did not start: {self._log_tail()}")
-            time.sleep(0.05)
+        self.process = start_process(
+            args, name=f"nats-server on port {self.port}", ready=self._greets, log_tail=self._log_tail, timeout=timeout
+        )
         return self
 
     def _greets(self) -> bool:
@@ -71,9 +60,8 @@ class NatsServer:
         return ""
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            kill_process(self.process)
 
     def restart(self) -> Self:
         self.kill()
@@ -83,11 +71,3 @@ class NatsServer:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
         atexit.unregister(self.stop)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -14,15 +14,13 @@ import random
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable
-from types import TracebackType
 from typing import Self
 
 import redis
 from redis.cluster import key_slot
 
 from tests.redis_server import RedisServer
+from tests.servers import ManagedServer, wait_until
 
 __all__ = ["NODE_TIMEOUT_MS", "RedisCluster", "cluster_ports"]
 
@@ -56,7 +54,7 @@ def redis_cli_binary() -> str | None:
     return shutil.which("redis-cli")
 
 
-class RedisCluster:
+class RedisCluster(ManagedServer):
     """Six ``redis-server --cluster-enabled yes`` processes joined by ``redis-cli --cluster create``."""
 
     def __init__(self, primaries: int = 3) -> None:
@@ -109,7 +107,7 @@ class RedisCluster:
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         """Wait until every running node says the cluster is ok, with three primaries in sync."""
-        self._wait(self._healthy, timeout, "the cluster to be ok on every node")
+        wait_until(self._healthy, timeout, "the cluster to be ok on every node")
 
     def _healthy(self) -> bool:
         running = [node for node in self.nodes if node.running]
@@ -181,14 +179,6 @@ class RedisCluster:
                 node.start()
         self.wait_healthy(timeout)
 
-    @staticmethod
-    def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.05)  # polling the cluster's state, not synchronising with code under test
-
     def _stop_nodes(self) -> None:
         nodes, self.nodes = self.nodes, []
         for node in nodes:
@@ -197,11 +187,3 @@ class RedisCluster:
     def stop(self) -> None:
         self._stop_nodes()
         atexit.unregister(self.stop)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -10,19 +10,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import redis
 
 from tests.redis_server import RedisServer, redis_server_binary
-from tests.servers import die_with_parent, free_port
+from tests.servers import ManagedServer, free_port, kill_process, start_process, wait_until
 
 SERVICE = "fasterapi"
 #: How long a silent primary takes to be judged down (the failover starts then).
@@ -56,14 +51,30 @@ class Sentinel:
                 ]
             )
         )
-        self.process = subprocess.Popen(
-            [binary, str(config), "--sentinel"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent(),
-        )
         self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            self.process = start_process(
+                [binary, str(config), "--sentinel"],
+                name=f"redis sentinel on port {self.port}",
+                ready=self._answers,
+                log_tail=self._log_tail,
+            )
+        except BaseException:
+            self.client.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.dir / "sentinel.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return "(no log)"
 
     def knows_all(self) -> bool:
         try:
@@ -84,13 +95,11 @@ class Sentinel:
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+        kill_process(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class SentinelSet:
+class SentinelSet(ManagedServer):
     """A primary, a replica of it, and three sentinels watching them (service ``fasterapi``)."""
 
     def __init__(self) -> None:
@@ -108,10 +117,11 @@ class SentinelSet:
         self.primary.start()
         self.replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(self.primary.port)))
         self.replica.start()
-        self.sentinels = [Sentinel(self.primary.port) for _ in range(3)]
+        for _ in range(3):  # one by one, so stop() finds every one started even if the next fails
+            self.sentinels.append(Sentinel(self.primary.port))
         replica = self.replica
-        self._wait(lambda: replica.admin.info("replication").get("master_link_status") == "up", timeout, "replica sync")
-        self._wait(lambda: all(s.knows_all() for s in self.sentinels), timeout, "the sentinels to know each other")
+        wait_until(lambda: replica.admin.info("replication").get("master_link_status") == "up", timeout, "replica sync")
+        wait_until(lambda: all(s.knows_all() for s in self.sentinels), timeout, "the sentinels to know each other")
         return self
 
     def current_primary_port(self) -> int | None:
@@ -131,14 +141,6 @@ class SentinelSet:
         victim.kill()
         return victim
 
-    @staticmethod
-    def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.05)
-
     def stop(self) -> None:
         for sentinel in self.sentinels:
             sentinel.stop()
@@ -147,11 +149,3 @@ class SentinelSet:
             if server is not None:
                 server.stop()
         atexit.unregister(self.stop)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()

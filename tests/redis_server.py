@@ -12,16 +12,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 from urllib.parse import quote
 
 import redis
 
-from tests.servers import die_with_parent, free_port
+from tests.servers import ManagedServer, free_port, kill_process, start_process
 
 __all__ = ["RedisServer", "redis_server_binary"]
 
@@ -33,7 +30,7 @@ def redis_server_binary() -> str | None:
     )
 
 
-class RedisServer:
+class RedisServer(ManagedServer):
     """One ``redis-server`` process on a free loopback port.
 
     ``start()`` returns once the server answers PING. ``kill()`` is a SIGKILL (a crash),
@@ -104,39 +101,25 @@ class RedisServer:
             *(("--requirepass", self.password) if self.password else ()),
             *self.extra_args,
         ]  # fmt: skip
-        # PDEATHSIG is tied to the thread that forks, so only set it from the main thread
-        # (a worker thread exiting would otherwise take the server down with it).
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        self.process = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent() if on_main_thread else None,
-        )
-        self._wait_ready(timeout)
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
         probe = redis.Redis(
             host=self.host, port=self.port, password=self.password, socket_timeout=0.5, socket_connect_timeout=0.5
         )
+
+        def answers() -> bool:
+            try:
+                return bool(probe.ping())
+            except redis.RedisError:
+                return False
+
         try:
-            while True:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server on port {self.port} exited with {self.process.returncode}: {self._log_tail()}"
-                    )
-                try:
-                    if probe.ping():
-                        return
-                except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise TimeoutError(f"redis-server on port {self.port} did not answer within {timeout}s")
-                time.sleep(0.005)  # polling for readiness, not synchronising with the code under test
+            self.process = start_process(
+                args,
+                name=f"redis-server on port {self.port}",
+                ready=answers,
+                log_tail=self._log_tail,
+                timeout=timeout,
+                poll_interval=0.005,
+            )
         finally:
             probe.close()
 
@@ -156,9 +139,7 @@ class RedisServer:
         """SIGKILL the server (it keeps nothing: there is no persistence) and reap it."""
         if self.process is None:
             return
-        self._signal(signal.SIGCONT)  # a paused process would otherwise linger until resumed
-        self._signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        kill_process(self.process)
         self.close_clients()
 
     def pause(self) -> None:
@@ -216,17 +197,6 @@ class RedisServer:
         for client in clients:
             with contextlib.suppress(Exception):
                 client.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<RedisServer port={self.port} running={self.running}>"

@@ -1,8 +1,14 @@
-"""Run a real ``uvicorn`` server in a subprocess for a test: ``with run_uvicorn("pkg.mod:app") as url``.
+"""Server processes for tests: free ports, starting and stopping them, whatever happens.
 
-The server gets a free loopback port, its output goes to a temp file (whose tail is in the
-error when it fails to start), and it is always stopped: SIGTERM to its process group, then
+``with run_uvicorn("pkg.mod:app") as url`` runs a real ``uvicorn`` server in a subprocess:
+it gets a free loopback port, its output goes to a temp file (whose tail is in the error
+when it fails to start), and it is always stopped: SIGTERM to its process group, then
 SIGKILL if it has not exited in time. On Linux it also dies with the test process.
+
+The backend fixtures (``tests/redis_server.py``, ``redis_sentinel.py``, ``redis_cluster.py``,
+``nats_server.py``) start theirs with :func:`start_process` (spawn, wait until it answers,
+kill it if it does not) and are :class:`ManagedServer` s (``with Server() as s``: stopped on
+leaving, and when their start fails).
 """
 
 from __future__ import annotations
@@ -15,12 +21,25 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Self
 
-__all__ = ["REPO_ROOT", "RunningServer", "ServerStartError", "die_with_parent", "free_port", "run_uvicorn"]
+__all__ = [
+    "REPO_ROOT",
+    "ManagedServer",
+    "RunningServer",
+    "ServerStartError",
+    "die_with_parent",
+    "free_port",
+    "kill_process",
+    "run_uvicorn",
+    "start_process",
+    "wait_until",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -192,6 +211,91 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
         with contextlib.suppress(ProcessLookupError):
             if process.poll() is None:
                 process.send_signal(sig)
+
+
+def start_process(
+    args: Sequence[str],
+    *,
+    name: str,
+    ready: Callable[[], bool],
+    log_tail: Callable[[], str],
+    timeout: float = 10.0,
+    poll_interval: float = 0.05,
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` (no stdin, output discarded: the server writes its own log) and return
+    once ``ready()`` is true; a process that exits first, or is not ready within ``timeout``
+    seconds, is killed and raises (RuntimeError, TimeoutError) with ``log_tail()``.
+
+    ``name`` says which server in errors (``"redis-server on port 6380"``). Started from the
+    main thread, the process also dies with this one (see :func:`die_with_parent`).
+    """
+    # PDEATHSIG is tied to the thread that forks, so only set it from the main thread
+    # (a worker thread exiting would otherwise take the server down with it).
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent() if on_main_thread else None,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            # Exited first: checked before ready(), since another server may hold the port we meant to take.
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}: {log_tail()}")
+            if ready():
+                return process
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not answer within {timeout}s: {log_tail()}")
+            time.sleep(poll_interval)  # polling for readiness, not synchronising with the code under test
+    except BaseException:
+        kill_process(process)
+        raise
+
+
+def kill_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGKILL ``process`` (waking it first, should it be stopped) and reap it. Safe when it has exited."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)  # a paused process would otherwise linger until resumed
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=timeout)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it is true; TimeoutError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)  # polling a server's state, not synchronising with the code under test
+
+
+class ManagedServer:
+    """A test server with ``start()`` and ``stop()``: ``with Server() as server`` starts it, and
+    stops it on leaving, and also when the start itself fails (half-started processes go too)."""
+
+    def start(self) -> Self:
+        """Start every process; returns once the server is usable."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every process for good. Safe to call twice, and after a failed start."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def _read(log: IO[bytes]) -> str:

@@ -1,4 +1,4 @@
-"""The hub: rooms, local fan-out, presence bookkeeping and the relay's health.
+"""The hub: rooms and the broadcast path (publish, receive, local fan-out).
 
 It knows nothing of Redis, nor of the web core: it speaks to a
 :class:`~FasterAPI.pubsub.backends.base.Backend` (the relay) and a
@@ -11,10 +11,9 @@ and every worker with local members of the room decodes it once and hands one sh
 The hub keeps its own record of each connection (its sink and its rooms); a connection is
 known from :meth:`Hub.add` (a WebSocket's accept, or its first join) until :meth:`Hub.discard`.
 
-Presence costs one heartbeat per worker every ``presence_ttl / 3``, whatever the number of
-rooms: members are written when they join and leave, and count only while their worker's
-heartbeat lasts, so the members of a worker that died without cleanup stop counting within
-``presence_ttl`` seconds.
+Presence bookkeeping (:mod:`~FasterAPI.pubsub.room_presence`), control messages
+(:mod:`~FasterAPI.pubsub.control`) and the relay's health (:mod:`~FasterAPI.pubsub.relay_health`)
+are parts of the hub kept in modules of their own.
 """
 
 from __future__ import annotations
@@ -31,24 +30,20 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import msgspec
-
 from ..config import HubConfig
 from .backends import backend_from_url
 from .backends.base import Backend, PresenceStore, describe_error, wall_clock
+from .control import ControlHandler, ControlMessages
 from .delivery import Delivery, Sink, SinkSettings
 from .envelope import (
     ENVELOPE_OVERHEAD,
     KIND_CONTROL,
     KIND_PING,
-    VERSION,
     Envelope,
     Identified,
     decode,
-    encode,
     prepare,
     room_channel,
-    sign,
     validate_room,
     verify,
     worker_channel,
@@ -56,14 +51,14 @@ from .envelope import (
 from .errors import BackendUnavailable, InvalidEnvelope, TooManyRooms
 from .history import Gap, History, Joiner, JoinResult, Position, RetentionPolicy, delivery_of
 from .recovery import Recovery
+from .relay_health import RelayHealth
+from .room_presence import RoomPresence, _metadata_value  # noqa: F401  (importable here, as before the split)
 
-__all__ = ["Hub", "HubStats", "Member"]
+__all__ = ["ControlHandler", "Hub", "HubStats", "Member"]
 
 logger = logging.getLogger("fasterapi.hub")
 
 ReconnectHook = Callable[[], Any]
-#: ``handler(envelope)``: a control message (``KIND_CONTROL``) for a room or connection here.
-ControlHandler = Callable[[Envelope], None]
 #: ``hook(room, gap)``, sync or async: messages of a room could not be recovered.
 GapHook = Callable[[str, Gap], Any]
 
@@ -106,8 +101,13 @@ class _Connection:
         self.rooms: tuple[str, ...] = ()
 
 
-class Hub:
-    """Rooms and broadcast for one worker, over any backend."""
+class Hub(RoomPresence, ControlMessages, RelayHealth):
+    """Rooms and broadcast for one worker, over any backend.
+
+    Presence (:class:`~FasterAPI.pubsub.room_presence.RoomPresence`), control messages
+    (:class:`~FasterAPI.pubsub.control.ControlMessages`) and the relay's self-ping
+    (:class:`~FasterAPI.pubsub.relay_health.RelayHealth`) live in modules of their own.
+    """
 
     def __init__(
         self,
@@ -318,11 +318,7 @@ class Hub:
                 del self.rooms[room]
                 self.recovery.close(room)
             raise
-        if metadata is None:
-            await self._presence_call(self.presence.add(room, [connection_id]))
-        else:
-            self._metadata.setdefault(room, {})[connection_id] = metadata
-            await self._presence_call(self.presence.add(room, [connection_id], {connection_id: metadata}))
+        await self._write_member(room, connection_id, metadata)
         return result
 
     async def leave(self, connection_id: str, room: str) -> None:
@@ -351,11 +347,7 @@ class Hub:
             await self._presence_call(self.presence.remove_everywhere(connection_id, rooms))
 
     async def _forget(self, connection_id: str, room: str, *, presence: bool = True) -> None:
-        described = self._metadata.get(room)
-        if described is not None:
-            described.pop(connection_id, None)
-            if not described:
-                del self._metadata[room]
+        self._forget_metadata(connection_id, room)
         members = self.rooms.get(room)
         if members is not None:
             members.pop(connection_id, None)
@@ -367,13 +359,6 @@ class Hub:
                         await self.backend.unsubscribe(room_channel(room))
         if presence:
             await self._presence_call(self.presence.remove(room, [connection_id]))
-
-    async def _presence_call(self, call: Coroutine[Any, Any, None]) -> None:
-        try:
-            await call
-        except BackendUnavailable:
-            # The refresher re-adds entries once the backend is back.
-            logger.debug("Presence update skipped: backend unavailable")
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -390,18 +375,6 @@ class Hub:
         position = await self.backend.publish(channel, message, self._retention(room))
         self.stats.published += 1
         return position
-
-    async def send_control(
-        self, payload: bytes, *, room: str | None = None, target: str | None = None, exclude: str = ""
-    ) -> None:
-        """Publish a control message (see :data:`~FasterAPI.pubsub.envelope.KIND_CONTROL`) to the
-        workers with local members of ``room``, or to the worker holding connection ``target``."""
-        channel, message = prepare(
-            payload, room=room, target=target, exclude=exclude or None, origin=self.worker_id,
-            max_size=self.config.max_message_size, secret=self._signing_secret, control=True,
-        )  # fmt: skip
-        await self.ensure_started()
-        await self.backend.publish(channel, message)
 
     async def send_to(self, connection_id: str, data: Any) -> None:
         """Publish ``data`` to one connection, on whichever worker holds it."""
@@ -442,93 +415,6 @@ class Hub:
                 await result
         except Exception:
             logger.exception("Hook %r failed", hook)
-
-    # -- presence ------------------------------------------------------------------------
-
-    async def room_size(self, room: str) -> int:
-        validate_room(room)
-        await self.ensure_started()
-        return await self.presence.count(room)
-
-    async def room_members(self, room: str) -> list[str]:
-        validate_room(room)
-        await self.ensure_started()
-        return await self.presence.members(room)
-
-    async def presence_of(self, room: str) -> dict[str, Any]:
-        """``{connection id: metadata}`` of ``room`` across the cluster (None: a member without any)."""
-        validate_room(room)
-        await self.ensure_started()
-        described = await self.presence.described(room)
-        return {member: _metadata_value(raw) for member, raw in described.items()}
-
-    async def _keep_presence(self) -> None:
-        interval = self.config.presence_ttl / 3
-        while self._started:
-            await asyncio.sleep(interval)
-            try:
-                await self._heartbeat()
-            except BackendUnavailable:
-                pass
-            except Exception:
-                logger.exception("Presence heartbeat failed")
-
-    async def _heartbeat(self) -> None:
-        """One write per interval, whatever the number of rooms; members again only if it lapsed."""
-        if await self.presence.heartbeat(self.worker_id, self.config.presence_ttl):
-            await self._add_all_presence()
-
-    async def _add_all_presence(self) -> None:
-        for room, members in list(self.rooms.items()):
-            if not members:
-                continue
-            try:
-                await self.presence.add(room, list(members), self._metadata.get(room))
-            except BackendUnavailable:
-                raise
-            except Exception:
-                # One bad room must not stop the others.
-                logger.exception("Presence of room %r could not be written", room)
-
-    async def _remove_all_presence(self) -> None:
-        for room, members in list(self.rooms.items()):
-            if members:
-                await self.presence.remove(room, list(members))
-        await self.presence.retire(self.worker_id)
-
-    # -- the relay's health --------------------------------------------------------------
-
-    async def check_relay(self, timeout: float = 2.0) -> bool:
-        """Publish a ping to this worker through the backend and wait for it to come back."""
-        if not self._started or not self.backend.available:
-            self.relay_ok = False
-            return False
-        nonce = secrets.token_bytes(8)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pings[nonce] = future
-        try:
-            ping_envelope = Envelope(VERSION, KIND_PING, nonce, origin=self.worker_id)
-            ping = encode(sign(ping_envelope, self._signing_secret) if self._secrets else ping_envelope)
-            await self.backend.publish(worker_channel(self.worker_id), ping)
-            # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that lands
-            # together with the result, and stop() must always be able to end this loop.
-            await asyncio.wait((future,), timeout=timeout)
-            ok = future.done()
-        except BackendUnavailable:
-            ok = False
-        finally:
-            self._pings.pop(nonce, None)
-        if ok:
-            self.last_relay_ok = time.monotonic()
-        elif self.relay_ok:
-            logger.warning("Hub %s (pid %d): relay self-ping failed", self.worker_id, os.getpid())
-        self.relay_ok = ok
-        return ok
-
-    async def _watch_relay(self) -> None:
-        while self._started:
-            await self.check_relay(timeout=self.config.health_interval)
-            await asyncio.sleep(self.config.health_interval)
 
     # -- BackendListener -----------------------------------------------------------------
 
@@ -573,17 +459,10 @@ class Hub:
 
     def _dispatch(self, envelope: Envelope) -> None:
         if envelope.kind == KIND_PING:
-            future = self._pings.get(envelope.payload)
-            if future is not None and not future.done():
-                future.set_result(None)
+            self._answer_ping(envelope)
             return
         if envelope.kind == KIND_CONTROL:
-            for handler in list(self.control_handlers):
-                try:
-                    handler(envelope)
-                except Exception:
-                    self.stats.listener_errors += 1
-                    logger.exception("Control handler %r failed", handler)
+            self._handle_control(envelope)
             return
         if envelope.target:
             record = self.connections.get(envelope.target)
@@ -642,13 +521,3 @@ class Hub:
         await self.check_relay()
         for hook in list(self.reconnect_hooks):
             await self._run_hook(hook)
-
-
-def _metadata_value(raw: bytes) -> Any:
-    """A member's stored presence metadata as a value (None when it has none or it is unreadable)."""
-    if not raw:
-        return None
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return None

@@ -1,4 +1,4 @@
-"""Backend URLs: options carried in the query string, and a form fit for logs."""
+"""Backend URLs and options: options carried in the query string, their checks, and a form fit for logs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["redact_url", "split_options"]
+__all__ = ["only_backend_options", "redact_url", "require_positive", "split_options"]
 
 
 def redact_url(url: str) -> str:
@@ -39,3 +39,26 @@ def split_options(url: str, parsers: Mapping[str, Callable[[str], Any]]) -> tupl
         except ValueError:
             raise ValueError(f"Bad value {value!r} for backend option {key!r} in the URL") from None
     return urlunsplit(parts._replace(query=urlencode(query))), options
+
+
+def only_backend_options(
+    url: str, parsers: Mapping[str, Callable[[str], Any]], *, backend: str
+) -> tuple[str, dict[str, Any]]:
+    """:func:`split_options` for a backend whose URL query holds its own options only.
+
+    Anything else in the query raises ValueError naming the ``backend`` (as in "the NATS URL")
+    and the rest of the query; the returned URL has an empty query.
+    """
+    clean, options = split_options(url, parsers)
+    rest = urlsplit(clean).query
+    if rest:
+        raise ValueError(f"Unknown option(s) in the {backend} URL: {rest!r}")
+    return clean, options
+
+
+def require_positive(**values: float) -> None:
+    """Raise ValueError unless every value is > 0, naming them all: "a, b and c must be > 0"."""
+    if any(value <= 0 for value in values.values()):
+        *first, last = values
+        names = f"{', '.join(first)} and {last}" if first else last
+        raise ValueError(f"{names} must be > 0")

@@ -30,7 +30,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
 from ._reconnect import Backoff, Supervisor
-from ._url import redact_url, split_options
+from ._url import only_backend_options, redact_url, require_positive
 from .base import Backend, BackendListener, BackendUnavailable, describe_error
 from .nats_presence import NatsPresence
 
@@ -87,8 +87,7 @@ class NatsBackend(Backend):
         startup_wait: float = 5.0,
         connect_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if health_check_interval <= 0 or connect_timeout <= 0:
-            raise ValueError("health_check_interval and connect_timeout must be > 0")
+        require_positive(health_check_interval=health_check_interval, connect_timeout=connect_timeout)
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         if not self.servers:
             raise ValueError("NatsBackend needs at least one server")
@@ -121,10 +120,8 @@ class NatsBackend(Backend):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
         """Build from ``nats://[user:password@]h1:p1,h2:p2[?prefix=...]``."""
-        clean, from_query = split_options(url, URL_OPTIONS)
+        clean, from_query = only_backend_options(url, URL_OPTIONS, backend="NATS")
         parts = urlsplit(clean)
-        if parts.query:
-            raise ValueError(f"Unknown option(s) in the NATS URL: {parts.query!r}")
         userinfo, _, hosts = parts.netloc.rpartition("@")
         servers = []
         for address in filter(None, hosts.split(",")):

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NoReturn, Self
+from typing import Any, Self
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.client import PubSub
@@ -21,8 +21,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..history import HistoryRange, Position, Retention
 from ._confirmations import Confirmations
-from ._reconnect import Backoff, Supervisor, check_cancelled
-from ._url import redact_url, split_options
+from ._reconnect import Backoff, Supervisor
+from ._redis_reader import read_subscriber, send_on
+from ._url import redact_url, require_positive, split_options
 from .base import Backend, BackendListener, BackendUnavailable, describe_error
 from .redis_history import RedisHistory
 from .redis_presence import RedisPresence
@@ -30,10 +31,6 @@ from .redis_presence import RedisPresence
 __all__ = ["RedisBackend"]
 
 log = logging.getLogger("fasterapi.backends.redis")
-
-# After this many messages drained in one go the listener yields to the event loop once, so a
-# flood on the subscriber connection cannot starve the rest of the worker.
-_MAX_BATCH = 1000
 
 # Connections at most in one worker's command pool (``?max_connections=`` in the URL changes it).
 _PUBLISH_POOL_SIZE = 50
@@ -105,8 +102,9 @@ class RedisBackend(Backend):
         startup_wait: float = 5.0,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if health_check_interval <= 0 or socket_timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("health_check_interval, socket_timeout and connect_timeout must be > 0")
+        require_positive(
+            health_check_interval=health_check_interval, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+        )
         self.url = url
         self.prefix = prefix
         self.health_check_interval = health_check_interval
@@ -283,52 +281,12 @@ class RedisBackend(Backend):
         try:
             for message in early:
                 self._dispatch(message)
-            await self._read(pubsub)
+            # type(self)._dispatch(self, message): the same single call per message as before.
+            await read_subscriber(pubsub, self, type(self)._dispatch, interval=self.health_check_interval, peer="Redis")
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as err:
             return err
-
-    async def _read(self, pubsub: PubSub) -> NoReturn:
-        """Dispatch messages, and PING when Redis has been silent, until something raises."""
-        loop = asyncio.get_running_loop()
-        interval = self.health_check_interval
-        last_seen = loop.time()
-        ping_sent: float | None = None
-        while True:
-            check_cancelled()
-            now = loop.time()
-            if ping_sent is None and now - last_seen >= interval:
-                await self._send(pubsub, "PING")
-                ping_sent = now
-            if ping_sent is not None:
-                if now - ping_sent >= interval:
-                    raise RedisTimeoutError(
-                        f"nothing received from Redis within {interval}s of a PING (half-open connection?)"
-                    )
-                deadline = ping_sent + interval
-            else:
-                deadline = last_seen + interval
-            self._check_connected(pubsub)
-            message = await pubsub.get_message(timeout=max(deadline - now, 0.0))
-            if message is None:
-                continue
-            last_seen = loop.time()
-            ping_sent = None
-            self._dispatch(message)
-            # Drain what has already arrived before waiting again: one wake-up per burst.
-            drained = 0
-            while True:
-                check_cancelled()
-                self._check_connected(pubsub)
-                message = await pubsub.get_message(timeout=0)
-                if message is None:
-                    break
-                self._dispatch(message)
-                drained += 1
-                if drained >= _MAX_BATCH:
-                    drained = 0
-                    await asyncio.sleep(0)
 
     async def _abandon(self) -> None:
         """Drop the subscriber connection, if any: failed, half-built, or at stop. Never raises."""
@@ -339,21 +297,9 @@ class RedisBackend(Backend):
             await self._close_pubsub(pubsub)
         await self._drop_idle_pub_connections()
 
-    @staticmethod
-    def _check_connected(pubsub: PubSub) -> None:
-        # redis-py's PubSub silently reconnects a closed connection on the next read (without
-        # our subscriptions, which only this loop restores); treat a closed one as failed.
-        connection = pubsub.connection
-        if connection is None or not connection.is_connected:
-            raise RedisConnectionError("the subscriber connection was closed")
-
     async def _send(self, pubsub: PubSub, *args: str) -> None:
-        """Write a command on the subscriber connection; its reply comes through the listener.
-
-        (PubSub's own methods would reconnect a closed connection on their own.)"""
-        self._check_connected(pubsub)
-        assert pubsub.connection is not None
-        await pubsub.connection.send_command(*args, check_health=False)
+        """Write a command on the subscriber connection; its reply comes through the listener."""
+        await send_on(pubsub, *args)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] != "message":

@@ -15,9 +15,11 @@ self-check) is a sharded channel too, ``{prefix}{worker:<id>}``; the presence he
 one sorted set, ``{prefix}presence-workers``, in whichever slot that name hashes to.
 
 Subscribing: per worker, one subscriber connection to each primary, found with ``CLUSTER
-SLOTS`` on every connect. redis-py's asyncio ``ClusterPubSub`` is not used: it polls its node
-connections in turn (a wait on one delays the others) and reconnects and resubscribes on its
-own, out of sight of the reconnect supervisor. The session is all of those connections: when
+SLOTS`` on every connect (the slot map and the session: :mod:`.redis_cluster_topology`; the
+read loop, shared with the Redis backend: :mod:`._redis_reader`). redis-py's asyncio
+``ClusterPubSub`` is not used: it polls its node connections in turn (a wait on one delays
+the others) and reconnects and resubscribes on its own, out of sight of the reconnect
+supervisor. The session is all of those connections: when
 any one fails (its primary died, a failover, a network error), or a primary says a channel's
 slot moved away (an unrequested ``SUNSUBSCRIBE``), or a ``SSUBSCRIBE`` is redirected
 (``MOVED``), the whole session ends and :class:`~._reconnect.Supervisor` builds a new one
@@ -34,30 +36,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn, Self
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import ConnectionPool
-from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-from redis.exceptions import ClusterError, RedisClusterException, ResponseError
+from redis.exceptions import ClusterError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..envelope import room_channel
 from ..history import HistoryRange, Position, Retention
 from ._confirmations import Confirmations
-from ._reconnect import Backoff, Supervisor, check_cancelled
-from ._url import split_options
+from ._reconnect import Backoff, Supervisor
+from ._redis_reader import read_subscriber, send_on
+from ._url import only_backend_options, require_positive
 from .base import Backend, BackendListener, BackendUnavailable, describe_error
 from .redis import URL_OPTIONS
+from .redis_cluster_topology import Address, Session, Shard, SlotMapper, SlotMoved, connect_through_failover, text
 from .redis_history import RedisHistory
 from .redis_presence import RedisPresence
 
@@ -67,17 +65,10 @@ log = logging.getLogger("fasterapi.backends.redis_cluster")
 
 DEFAULT_PORT = 6379
 
-# Drained messages between two yields to the event loop (as in the Redis backend).
-_MAX_BATCH = 1000
-
 _ROOM = room_channel("")
 
-#: (host, port) of a cluster node.
-Address = tuple[str, int]
-
-
-class SlotMoved(RedisConnectionError):
-    """A primary dropped our subscription to a channel whose slot it no longer owns."""
+#: Backend options that may also be given in the URL query: the Redis backend's and ``max_connections``.
+CLUSTER_URL_OPTIONS: dict[str, Callable[[str], Any]] = {**URL_OPTIONS, "max_connections": int}
 
 
 def hash_tag(name: str) -> str:
@@ -88,40 +79,6 @@ def hash_tag(name: str) -> str:
     """
     escaped = name.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
     return "{" + (escaped or "%") + "}"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class _Shard:
-    """The subscriber connection to one primary, and the SUNSUBSCRIBEs it still has to confirm."""
-
-    def __init__(self, address: Address, pool: ConnectionPool) -> None:
-        self.address = address
-        self.pool = pool
-        self.pubsub = PubSub(pool)
-        self.unsubscribing: Counter[bytes] = Counter()
-
-
-class _Session:
-    """One subscriber connection per primary, the slot map they were built from, and how it ended."""
-
-    def __init__(self, ranges: list[tuple[int, int, Address]]) -> None:
-        self.owners: list[Address | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
-        for start, end, address in ranges:
-            self.owners[start : end + 1] = [address] * (end - start + 1)
-        self.shards: dict[Address, _Shard] = {}
-        self.early: list[tuple[_Shard, dict[str, Any]]] = []
-        self.ended: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-
-    def shard_for(self, raw_channel: bytes) -> _Shard | None:
-        owner = self.owners[key_slot(raw_channel)]
-        return None if owner is None else self.shards.get(owner)
-
-    def end(self, error: BaseException) -> None:
-        if not self.ended.done():
-            self.ended.set_result(error)
 
 
 class RedisClusterBackend(Backend):
@@ -155,8 +112,9 @@ class RedisClusterBackend(Backend):
             raise ValueError("RedisClusterBackend needs the address of at least one cluster node")
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"A Redis Cluster prefix may not contain braces (the room is the hash tag): {prefix!r}")
-        if health_check_interval <= 0 or socket_timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("health_check_interval, socket_timeout and connect_timeout must be > 0")
+        require_positive(
+            health_check_interval=health_check_interval, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+        )
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.nodes = list(nodes)
@@ -174,7 +132,7 @@ class RedisClusterBackend(Backend):
         self._auth = {"username": username, "password": password}
         hosts = ",".join(f"{host}:{port}" for host, port in self.nodes)
         auth = f"{username or ''}:***@" if password else ""
-        self._supervisor: Supervisor[_Session] = Supervisor(
+        self._supervisor: Supervisor[Session] = Supervisor(
             self,
             name="Redis Cluster",
             target=f"redis+cluster://{auth}{hosts}/",
@@ -186,9 +144,7 @@ class RedisClusterBackend(Backend):
             startup_wait=startup_wait,
             stop_timeout=max(1.0, connect_timeout),
         )
-        # Nodes to ask for the slot map: the configured ones, then every node seen since.
-        self._known: list[Address] = list(self.nodes)
-        self._last_owners: set[Address] = set()
+        self._mapper = SlotMapper(self.nodes)
         # Wanted logical channels, and the physical name of each (both ways: dispatch maps back).
         self._wanted: dict[str, bytes] = {}
         self._logical: dict[bytes, str] = {}
@@ -198,8 +154,8 @@ class RedisClusterBackend(Backend):
         self._slots: asyncio.Semaphore | None = None
         # The session being set up or in use, and the one subscribe() may write to (see
         # RedisBackend: set from the moment its connections are up until it fails).
-        self._owned: _Session | None = None
-        self._session: _Session | None = None
+        self._owned: Session | None = None
+        self._session: Session | None = None
         self._confirmations = Confirmations("SSUBSCRIBE", socket_timeout)
         # Held while (un)subscribe commands are written, so their order on the wire follows
         # the order of the changes to the wanted channels.
@@ -213,10 +169,8 @@ class RedisClusterBackend(Backend):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
         """Build from ``redis+cluster://[user:password@]h1:p1,h2:p2/[?prefix=...]``."""
-        clean, from_query = split_options(url, {**URL_OPTIONS, "max_connections": int})
+        clean, from_query = only_backend_options(url, CLUSTER_URL_OPTIONS, backend="Redis Cluster")
         parts = urlsplit(clean)
-        if parts.query:
-            raise ValueError(f"Unknown option(s) in the Redis Cluster URL: {parts.query!r}")
         if parts.path.strip("/") not in ("", "0"):
             raise ValueError(f"A Redis Cluster has only db 0; the URL's path must be empty: {url!r}")
         userinfo, _, hosts = parts.netloc.rpartition("@")
@@ -290,96 +244,47 @@ class RedisClusterBackend(Backend):
 
     # The subscriber session, run by the supervisor
 
-    async def _slot_map(self) -> list[tuple[int, int, Address]]:
-        """``CLUSTER SLOTS`` from the first node that answers: (first slot, last slot, primary)."""
-        failures: list[str] = []
-        for host, port in list(self._known):
-            connection = Connection(host=host, port=port, **self._connection_options())
-            try:
-                async with asyncio.timeout(self.connect_timeout + self.socket_timeout):
-                    await connection.connect()  # type: ignore[no-untyped-call]
-                    await connection.send_command("CLUSTER", "SLOTS")
-                    rows = await connection.read_response()
-            except Exception as err:
-                failures.append(f"{host}:{port}: {describe_error(err)}")
-                continue
-            finally:
-                with contextlib.suppress(Exception):
-                    await connection.disconnect()
-            ranges = [(int(row[0]), int(row[1]), (_text(row[2][0]) or host, int(row[2][1]))) for row in rows]
-            if ranges:
-                for _, _, address in ranges:
-                    if address not in self._known:
-                        self._known.append(address)
-                return ranges
-            failures.append(f"{host}:{port}: serves no slots")
-        raise RedisConnectionError("no cluster node gave its slot map: " + "; ".join(failures))
+    async def _connect(self) -> Session:
+        """Build a session, mapping the slots again while a primary is being replaced."""
+        return await connect_through_failover(self._build_session, self._abandon, self.connect_timeout)
 
-    async def _connect(self) -> _Session:
-        """Build a session; while a primary of the map does not answer, map again for a while.
-
-        A primary that refuses connections is most likely dead, and the cluster is about to
-        promote its replica (node timeout, then an election): asking again for the slot map
-        every few tenths of a second finds the new primary as soon as it is there, where the
-        supervisor's growing backoff could wait seconds longer. After ``connect_timeout`` the
-        failure goes to the supervisor as usual.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.connect_timeout
-        while True:
-            try:
-                return await self._build_session()
-            except (OSError, RedisConnectionError, RedisTimeoutError, ResponseError) as err:
-                pause = random.uniform(0.1, 0.3)  # spreads the workers' CLUSTER SLOTS
-                if loop.time() + pause >= deadline:
-                    raise
-                log.debug("the cluster is not ready (%s); mapping its slots again", describe_error(err))
-                await self._abandon()
-                await asyncio.sleep(pause)
-
-    async def _build_session(self) -> _Session:
+    async def _build_session(self) -> Session:
         """Map the slots, open one subscriber per primary, subscribe every wanted channel, see PONGs."""
-        session = _Session(await self._slot_map())
+        session = Session(
+            await self._mapper.slot_map(self._connection_options(), self.connect_timeout + self.socket_timeout)
+        )
         self._owned = session
-        owners = {address for address in session.owners if address is not None}
-        options = {
-            **self._connection_options(),
-            # No retry, no health check of redis-py's: failures must reach the session (see
-            # RedisBackend), and the readers send their own PINGs.
-            "retry": Retry(NoBackoff(), 0, supported_errors=()),
-            "client_name": f"{self.prefix}sub",
-            "decode_responses": False,
-            "health_check_interval": 0,
-        }
-        for host, port in owners:
-            session.shards[(host, port)] = _Shard((host, port), ConnectionPool(host=host, port=port, **options))
+        owners = session.primaries
+        session.open_shards(
+            {
+                **self._connection_options(),
+                # No retry, no health check of redis-py's: failures must reach the session (see
+                # RedisBackend), and the readers send their own PINGs.
+                "retry": Retry(NoBackoff(), 0, supported_errors=()),
+                "client_name": f"{self.prefix}sub",
+                "decode_responses": False,
+                "health_check_interval": 0,
+            }
+        )
         async with asyncio.timeout(self.connect_timeout + self.socket_timeout):
-            await asyncio.gather(*(shard.pubsub.connect() for shard in session.shards.values()))  # type: ignore[no-untyped-call]
+            await session.connect()
             async with self._sending:
                 # From here on subscribe() and unsubscribe() write to these connections
                 # themselves, after this lock: the snapshot and its SSUBSCRIBEs come first on
                 # the wire, so no channel falls between the two nor is resubscribed after leaving.
                 self._session = session
                 for shard in session.shards.values():
-                    for channels in self._channels_by_slot(session, shard):  # one slot per SSUBSCRIBE
+                    for channels in session.channels_by_slot(shard, self._logical):  # one slot per SSUBSCRIBE
                         await self._send(shard, "SSUBSCRIBE", *channels)
                     # A node answers in order, so the PONG means every SSUBSCRIBE before it is in force.
                     await self._send(shard, "PING")
             await asyncio.gather(*(self._await_pong(session, shard) for shard in session.shards.values()))
-        if owners != self._last_owners:
+        if owners != self._mapper.last_owners:
             await self._refresh_command_client()
-            self._last_owners = owners
+            self._mapper.last_owners = owners
         return session
 
-    def _channels_by_slot(self, session: _Session, shard: _Shard) -> list[list[str]]:
-        """The wanted channels ``shard`` serves, grouped by slot."""
-        by_slot: dict[int, list[str]] = {}
-        for raw in self._logical:
-            if session.shard_for(raw) is shard:
-                by_slot.setdefault(key_slot(raw), []).append(raw.decode("utf-8", "surrogateescape"))
-        return list(by_slot.values())
-
-    async def _await_pong(self, session: _Session, shard: _Shard) -> None:
+    async def _await_pong(self, session: Session, shard: Shard) -> None:
         """Read ``shard``'s confirmations up to the PONG; keep messages that came before it."""
         while True:
             message = await shard.pubsub.get_message(timeout=self.socket_timeout)
@@ -405,14 +310,21 @@ class RedisClusterBackend(Backend):
         except Exception as err:
             log.debug("refreshing the command client's slot map failed: %s", describe_error(err))
 
-    async def _listen(self, session: _Session) -> BaseException:
+    async def _listen(self, session: Session) -> BaseException:
         """Deliver until a shard's connection fails or the slot map changes; return why."""
         try:
             for shard, message in session.early:
                 self._dispatch(shard, message)
         except SlotMoved as moved:
             return moved
-        readers = [asyncio.create_task(self._read(session, shard)) for shard in session.shards.values()]
+        readers = [
+            asyncio.create_task(
+                read_subscriber(
+                    shard.pubsub, shard, self._dispatch, interval=self.health_check_interval, peer=f"{shard.address}"
+                )
+            )
+            for shard in session.shards.values()
+        ]
         try:
             watched: list[asyncio.Future[Any]] = [*readers, session.ended]
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
@@ -426,47 +338,6 @@ class RedisClusterBackend(Backend):
                 reader.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
 
-    async def _read(self, session: _Session, shard: _Shard) -> NoReturn:
-        """Dispatch one shard's messages, and PING when it has been silent, until something raises."""
-        loop = asyncio.get_running_loop()
-        interval = self.health_check_interval
-        pubsub = shard.pubsub
-        last_seen = loop.time()
-        ping_sent: float | None = None
-        while True:
-            check_cancelled()
-            now = loop.time()
-            if ping_sent is None and now - last_seen >= interval:
-                await self._send(shard, "PING")
-                ping_sent = now
-            if ping_sent is not None:
-                if now - ping_sent >= interval:
-                    raise RedisTimeoutError(
-                        f"nothing received from {shard.address} within {interval}s of a PING (half-open connection?)"
-                    )
-                deadline = ping_sent + interval
-            else:
-                deadline = last_seen + interval
-            _check_connected(pubsub)
-            message = await pubsub.get_message(timeout=max(deadline - now, 0.0))
-            if message is None:
-                continue
-            last_seen = loop.time()
-            ping_sent = None
-            self._dispatch(shard, message)
-            drained = 0
-            while True:  # what has already arrived, before waiting again: one wake-up per burst
-                check_cancelled()
-                _check_connected(pubsub)
-                message = await pubsub.get_message(timeout=0)
-                if message is None:
-                    break
-                self._dispatch(shard, message)
-                drained += 1
-                if drained >= _MAX_BATCH:
-                    drained = 0
-                    await asyncio.sleep(0)
-
     async def _abandon(self) -> None:
         """Drop the session's connections, if any: failed, half-built, or at stop. Never raises."""
         self._session = None
@@ -475,21 +346,13 @@ class RedisClusterBackend(Backend):
         if session is None:
             return
         session.end(RedisConnectionError("the session was abandoned"))
-        for shard in session.shards.values():
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    await shard.pubsub.aclose()  # type: ignore[no-untyped-call]
-                    await shard.pool.disconnect()
-            except Exception as err:
-                log.debug("error closing the subscriber of %s: %s", shard.address, describe_error(err))
+        await session.close(self.connect_timeout)
 
-    async def _send(self, shard: _Shard, *args: str) -> None:
+    async def _send(self, shard: Shard, *args: str) -> None:
         """Write a command on a subscriber connection; its reply comes through the reader."""
-        _check_connected(shard.pubsub)
-        assert shard.pubsub.connection is not None
-        await shard.pubsub.connection.send_command(*args, check_health=False)
+        await send_on(shard.pubsub, *args)
 
-    def _control(self, shard: _Shard, message: dict[str, Any]) -> None:
+    def _control(self, shard: Shard, message: dict[str, Any]) -> None:
         """A confirmation on a subscriber connection; raises SlotMoved for one we did not ask for."""
         kind, raw = message["type"], message["channel"]
         if kind == "ssubscribe":
@@ -500,9 +363,9 @@ class RedisClusterBackend(Backend):
                 if not shard.unsubscribing[raw]:
                     del shard.unsubscribing[raw]
             elif raw in self._logical:
-                raise SlotMoved(f"{shard.address} no longer serves the slot of {_text(raw)!r}")
+                raise SlotMoved(f"{shard.address} no longer serves the slot of {text(raw)!r}")
 
-    def _dispatch(self, shard: _Shard, message: dict[str, Any]) -> None:
+    def _dispatch(self, shard: Shard, message: dict[str, Any]) -> None:
         if message["type"] != "smessage":
             self._control(shard, message)
             return
@@ -578,8 +441,8 @@ class RedisClusterBackend(Backend):
             shard = None if session is None else session.shard_for(raw)
             if session is None or shard is None:
                 if session is not None:  # a slot no primary served when the map was made
-                    session.end(SlotMoved(f"no primary known for the slot of {_text(raw)!r}"))
-                log.debug("%s %r recorded; sent when the cluster is back", command, _text(raw))
+                    session.end(SlotMoved(f"no primary known for the slot of {text(raw)!r}"))
+                log.debug("%s %r recorded; sent when the cluster is back", command, text(raw))
                 return
             if command == "SUNSUBSCRIBE":
                 shard.unsubscribing[raw] += 1
@@ -588,7 +451,7 @@ class RedisClusterBackend(Backend):
             except Exception as err:
                 # The reader sees the broken connection and the session is rebuilt from the
                 # wanted channels, which are already up to date.
-                log.debug("%s %r not sent (%s); the reconnect applies it", command, _text(raw), describe_error(err))
+                log.debug("%s %r not sent (%s); the reconnect applies it", command, text(raw), describe_error(err))
 
     @contextlib.contextmanager
     def _guard(self, operation: str, name: str) -> Iterator[RedisCluster]:
@@ -600,11 +463,3 @@ class RedisClusterBackend(Backend):
             yield client
         except (RedisConnectionError, RedisTimeoutError, ClusterError, RedisClusterException) as err:
             raise BackendUnavailable(f"Redis Cluster failed to {operation} {name!r}: {describe_error(err)}") from err
-
-
-def _check_connected(pubsub: PubSub) -> None:
-    # PubSub would silently reconnect a closed connection on the next read, without our
-    # subscriptions: treat a closed one as failed.
-    connection = pubsub.connection
-    if connection is None or not connection.is_connected:
-        raise RedisConnectionError("the subscriber connection was closed")

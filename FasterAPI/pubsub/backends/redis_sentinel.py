@@ -10,18 +10,22 @@ RedisBackend's, plus ``sentinel_password`` for sentinels that require one.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import ConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from ._url import split_options
+from ._url import only_backend_options
 from .redis import URL_OPTIONS, RedisBackend
 
 __all__ = ["RedisSentinelBackend"]
 
 DEFAULT_SENTINEL_PORT = 26379
+
+#: Backend options that may also be given in the URL query: the Redis backend's and ``sentinel_password``.
+SENTINEL_URL_OPTIONS: dict[str, Callable[[str], Any]] = {**URL_OPTIONS, "sentinel_password": str}
 
 
 class RedisSentinelBackend(RedisBackend):
@@ -54,10 +58,8 @@ class RedisSentinelBackend(RedisBackend):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
         """Build from ``redis+sentinel://[user:password@]h1:p1,h2:p2/service[/db]?prefix=...``."""
-        clean, from_query = split_options(url, {**URL_OPTIONS, "sentinel_password": str})
+        clean, from_query = only_backend_options(url, SENTINEL_URL_OPTIONS, backend="Sentinel")
         parts = urlsplit(clean)
-        if parts.query:
-            raise ValueError(f"Unknown option(s) in the Sentinel URL: {parts.query!r}")
         userinfo, _, hosts = parts.netloc.rpartition("@")
         username, _, password = userinfo.partition(":")
         sentinels: list[tuple[str, int]] = []
