@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -79,13 +81,24 @@ def pings_and_pongs(transport: Any, peer: Any) -> list[Opcode]:
     return opcodes
 
 
+@asynccontextmanager
+async def pinged_socket(interval: float, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+    """A connection through the handshake, pinged every ``interval``, pongs due in ``timeout``."""
+    app = make_app([])
+    await app.hub.start()
+    try:
+        transport, peer = new_socket(app, ws_ping_interval=interval, ws_ping_timeout=timeout)
+        transport.protocol.data_received(peer.handshake_bytes())
+        await settle()
+        assert peer.frames() == [] and peer.response is not None
+        yield transport, peer
+    finally:
+        await app.hub.stop()
+
+
 def test_a_peer_that_answers_stays_open_across_many_pings() -> None:
     async def scenario() -> None:
-        app = make_app([])
-        await app.hub.start()
-        try:
-            transport, peer = new_socket(app, ws_ping_interval=0.05, ws_ping_timeout=0.05)
-            transport.protocol.data_received(peer.handshake_bytes())
+        async with pinged_socket(interval=0.05, timeout=0.05) as (transport, peer):
             pings = 0
 
             def pinged() -> bool:
@@ -102,21 +115,13 @@ def test_a_peer_that_answers_stays_open_across_many_pings() -> None:
             transport.close()
             await settle()
             assert protocol._keepalive_at is None  # closed: out of the wheel
-        finally:
-            await app.hub.stop()
 
     asyncio.run(scenario())
 
 
 def test_a_peer_that_does_not_answer_is_closed_with_1011_after_the_timeout() -> None:
     async def scenario() -> None:
-        app = make_app([])
-        await app.hub.start()
-        try:
-            transport, peer = new_socket(app, ws_ping_interval=0.05, ws_ping_timeout=0.1)
-            transport.protocol.data_received(peer.handshake_bytes())
-            await settle()
-            assert peer.frames() == []
+        async with pinged_socket(interval=0.05, timeout=0.1) as (transport, peer):
             await until(lambda: bool(transport.written))
             pinged_at = time.monotonic()
             assert [frame.opcode for frame in peer.frames()] == [Opcode.PING]  # not answered
@@ -124,7 +129,5 @@ def test_a_peer_that_does_not_answer_is_closed_with_1011_after_the_timeout() -> 
             assert time.monotonic() - pinged_at >= 0.1 - 0.005
             close = peer.frames()[-1]
             assert close.opcode is Opcode.CLOSE and close.data[:2] == (1011).to_bytes(2, "big")
-        finally:
-            await app.hub.stop()
 
     asyncio.run(scenario())
