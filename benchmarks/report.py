@@ -25,17 +25,22 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 
 THROUGHPUT = ("saturation", "500x100", "2000x50")
+#: One colour per stack (matplotlib's default cycle repeats after ten): FasterAPI's rows in
+#: reds, oranges and browns, its ASGI path in light shades, peers and ceilings as before.
 COLORS = {
     "fasterapi": "#d62728",
-    "fasterapi-asgi": "#ff9896",
+    "fasterapi-history": "#8c564b",
+    "fasterapi-realtime": "#17becf",
     "fasterapi-coalesced": "#ff7f0e",
+    "fasterapi-cluster": "#c49c94",
+    "fasterapi-asgi": "#ff9896",
     "fastapi-broadcaster": "#1f77b4",
     "litestar-channels": "#2ca02c",
     "socketio": "#9467bd",
     "bare-asgi": "#7f7f7f",
     "fasterapi-asgi-gunicorn": "#e377c2",
     "bare-asgi-gunicorn": "#c7c7c7",
-    "fasterapi-asgi-granian": "#ff7f0e",
+    "fasterapi-asgi-granian": "#ffbb78",
     "bare-asgi-granian": "#bcbd22",
 }
 MAKE_COMMANDS = """\
