@@ -76,10 +76,10 @@ from websockets.streams import StreamReader
 from ..pubsub.delivery import SINK_EXTENSION, Delivery, Encoder, ServerSink, SinkSettings
 from ..status import WS_1001_GOING_AWAY, WS_1013_TRY_AGAIN_LATER
 from .errors import client_errors, peer
+from .flushing import flusher_for
 from .frames import deflated_frame, plain_frame
 from .handshake import frameless_app, shared_addresses, websocket_scope
 from .keepalive import KeepaliveWheel, wheel_for
-from .loops import per_loop
 from .waiting import MessageQueue, Take, WaitFlag
 
 if TYPE_CHECKING:
@@ -93,43 +93,6 @@ _WEBSOCKETS_LOGGER = logging.getLogger("uvicorn.error")
 OVERFLOW_ABORT_AFTER = 5.0
 #: Window bits of our permessage-deflate (uvicorn's choice too).
 DEFLATE_WINDOW_BITS = 12
-
-
-class _Flusher:
-    """Writes every connection's batched frames at one moment: the end of this event-loop
-    iteration, or ``delay`` seconds after the first frame of a window (write coalescing).
-
-    One flusher (one timer) per loop and delay serves every connection: with thousands of
-    busy sockets a timer each would cost a heap push and pop per socket per window.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        self.loop = loop
-        self.delay = delay
-        self.dirty: list[FasterWebSocketProtocol] = []
-
-    def add(self, connection: FasterWebSocketProtocol) -> None:
-        if not self.dirty:
-            if self.delay:
-                self.loop.call_later(self.delay, self.flush)
-            else:
-                self.loop.call_soon(self.flush)
-        self.dirty.append(connection)
-
-    def flush(self) -> None:
-        dirty, self.dirty = self.dirty, []
-        for connection in dirty:
-            connection._flush()
-
-
-#: loop -> write delay -> its flusher (looked up per connection and iteration: no key tuple).
-_flushers: dict[asyncio.AbstractEventLoop, dict[float, _Flusher]] = {}
-
-
-def _flusher(loop: asyncio.AbstractEventLoop, delay: float) -> _Flusher:
-    by_delay = _flushers.get(loop)
-    flusher = None if by_delay is None else by_delay.get(delay)
-    return per_loop(_flushers, loop, delay, _Flusher) if flusher is None else flusher
 
 
 #: The extension factories are stateless (each negotiation makes a new extension object), so
@@ -373,7 +336,7 @@ class FasterWebSocketProtocol(WebSocketsSansIOProtocol, ServerSink):
             batch = self._batch
             if batch is None:
                 self._batch = data
-                _flusher(self.loop, settings.write_delay).add(self)
+                flusher_for(self.loop, settings.write_delay).add(self)
             else:
                 if settings.write_delay and self.pending >= settings.limit and not settings.overflow(self):
                     return  # coalescing holds frames longer: the bound counts them too
