@@ -9,6 +9,10 @@ It runs on the test's event loop and forwards bytes both ways until told otherwi
   Bytes held meanwhile are delivered afterwards, as TCP's retransmissions would.
 
 ``cut`` and ``blackhole`` return when the outage ends.
+
+With ``line_delay``, the way to the server is a slow link: each line the client sends (up to
+and including ``\n``) reaches the server ``line_delay`` seconds after the one before, in order,
+so two writes the client made a moment apart arrive far apart, as on a congested network.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ CHUNK = 64 * 1024
 class NetworkProxy:
     """Forwards 127.0.0.1:``port`` to ``upstream_host``:``upstream_port``; see the module doc."""
 
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", *, line_delay: float = 0.0) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.line_delay = line_delay
         self.port = 0
         self.connections_accepted = 0
         self.connections_reset = 0
@@ -108,7 +113,7 @@ class NetworkProxy:
         pair = {client_writer, upstream_writer}
         self._writers |= pair
         tasks = [
-            asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
+            asyncio.ensure_future(self._pump(client_reader, upstream_writer, self.line_delay)),
             asyncio.ensure_future(self._pump(upstream_reader, client_writer)),
         ]
         self._tasks.update(tasks)
@@ -124,14 +129,17 @@ class NetworkProxy:
                 writer.transport.abort()
             self._writers -= pair
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line_delay: float = 0.0) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while True:
                 await self._flowing.wait()
                 data = await reader.read(CHUNK)
                 if not data:
                     return
-                # Read while flowing, then blackholed: the chunk waits with the rest.
-                await self._flowing.wait()
-                writer.write(data)
-                await writer.drain()
+                for piece in data.splitlines(keepends=True) if line_delay else (data,):
+                    if line_delay:
+                        await asyncio.sleep(line_delay)  # the link's time to carry one line
+                    # Read while flowing, then blackholed: the chunk waits with the rest.
+                    await self._flowing.wait()
+                    writer.write(piece)
+                    await writer.drain()

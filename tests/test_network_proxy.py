@@ -1,8 +1,9 @@
-"""The test helper tests/network_proxy.py: forwards, cuts, refuses, blackholes."""
+"""The test helper tests/network_proxy.py: forwards, cuts, refuses, blackholes, slows lines."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -60,6 +61,27 @@ def test_forwards_cuts_refuses_and_blackholes() -> None:
                 assert await _exchange(reader, writer, b"back") == b"back"
                 writer.close()
                 assert proxy.connections_reset >= 3
+        finally:
+            echo.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_link_carries_each_line_in_order_one_delay_apart() -> None:
+    async def scenario() -> None:
+        echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
+        try:
+            async with NetworkProxy(echo.sockets[0].getsockname()[1], line_delay=0.2) as proxy:
+                reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+                sent = time.monotonic()
+                writer.write(b"one\r\ntwo\r\nthree\r\n")
+                arrivals = []
+                for expected in (b"one\r\n", b"two\r\n", b"three\r\n"):
+                    assert await asyncio.wait_for(reader.readline(), TIMEOUT) == expected
+                    arrivals.append(time.monotonic() - sent)
+                writer.close()
+                # Three lines written at once take at least three delays; a busy machine may add more.
+                assert arrivals[2] >= 0.55 and arrivals[0] >= 0.15
         finally:
             echo.close()
 

@@ -1,4 +1,4 @@
-"""The NATS backend: subjects, its URL, what it does not keep, and a restart of nats-server.
+"""The NATS backend: subjects, its URL, what it does not keep, confirmations, a restart of nats-server.
 
 The contract suite (test_backend_contract.py) runs on it too, against a nats-server with
 JetStream that each test starts on a free port.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import nats
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from FasterAPI.pubsub.backends.nats import NatsBackend, subject_token
 from FasterAPI.pubsub.history import History, Retention
 from FasterAPI.pubsub.hub import Hub
 from tests.nats_server import NatsServer
+from tests.network_proxy import NetworkProxy
 from tests.pubsub.test_backend_contract import RecordingListener, run
 
 pytestmark = pytest.mark.timeout(60)
@@ -93,3 +95,63 @@ def test_a_restarted_nats_server_is_followed_within_seconds(nats_server: NatsSer
                 await worker.stop()
 
     run(main())
+
+
+#: One line every 0.2 s on the way from the worker to nats-server: two writes the client made a
+#: moment apart reach the server far apart, so a confirmation that overtakes them shows.
+SLOW_LINE = 0.2
+
+
+def test_subscribed_means_on_the_server_even_over_a_slow_link(nats_server: NatsServer) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        publisher = await nats.connect(nats_server.url)
+        async with NetworkProxy(nats_server.port, line_delay=SLOW_LINE) as link:
+            worker = NatsBackend.from_url(f"nats://127.0.0.1:{link.port}", connect_timeout=10)
+            try:
+                await worker.start(listener)
+                await worker.subscribe("room:a")
+                await publisher.publish(worker.subject("room:a"), b"right after subscribe")
+                await publisher.flush()
+                await listener.wait_for(lambda: listener.on("room:a") == [b"right after subscribe"], "the message")
+
+                nats_server.restart()  # the worker resubscribes over the same slow link
+                await listener.wait_for(lambda: listener.events == ["lost", "restored"], "the restore", timeout=30)
+                await publisher.publish(worker.subject("room:a"), b"right after the restore")
+                await publisher.flush(timeout=10)
+                await listener.wait_for(lambda: b"right after the restore" in listener.on("room:a"), "the message")
+            finally:
+                await worker.stop()
+                await publisher.close()
+
+    run(main())
+
+
+def test_published_means_on_the_server_even_over_a_slow_link(nats_server: NatsServer) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        receiver = NatsBackend.from_url(nats_server.url)
+        publisher = await nats.connect(nats_server.url)
+        async with NetworkProxy(nats_server.port, line_delay=SLOW_LINE) as link:
+            slow = NatsBackend.from_url(f"nats://127.0.0.1:{link.port}", connect_timeout=10)
+            try:
+                await receiver.start(listener)
+                await receiver.subscribe("room:a")
+                await slow.start(RecordingListener())
+                await slow.publish("room:a", b"first")
+                # Published after the slow worker's publish returned: it must arrive second.
+                await publisher.publish(receiver.subject("room:a"), b"second")
+                await publisher.flush()
+                await listener.wait_for(lambda: len(listener.on("room:a")) == 2, "both messages")
+                assert listener.on("room:a") == [b"first", b"second"]
+            finally:
+                await slow.stop()
+                await receiver.stop()
+                await publisher.close()
+
+    run(main())
+
+
+def test_no_echo_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="no_echo"):
+        NatsBackend(connect_options={"no_echo": True})

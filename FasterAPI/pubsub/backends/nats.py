@@ -8,8 +8,9 @@ whitespace escaped (``%2E``...), so a room name can never reach another room's s
 wildcard. nats-py's own reconnect gives up after 60 tries by default; it is switched off and
 our :class:`~._reconnect.Supervisor` keeps the connection instead, for ever, with full-jitter
 backoff: a lost connection ends the session, the next one resubscribes every wanted subject
-and waits for the server to confirm (a PING after the SUBs) before the listener hears it is
-back. nats-py pings every ``health_check_interval`` and drops a link that misses two pongs.
+and waits for the server to confirm (a barrier after the SUBs, see :meth:`_Session.barrier`)
+before the listener hears it is back. nats-py pings every ``health_check_interval`` and drops
+a link that misses two pongs.
 
 Room history is not kept on NATS yet (``keeps_history`` is False: ``history=`` needs Redis).
 """
@@ -27,6 +28,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import ConnectionClosedError
 from nats.errors import Error as NatsError
 
 from ._reconnect import Backoff, Supervisor
@@ -61,15 +63,61 @@ def subject_token(channel: str) -> str:
 
 
 class _Session:
-    """One NATS connection, and a future that completes when it is lost."""
+    """One NATS connection, a future that completes when it is lost, and its pending barriers."""
 
     def __init__(self) -> None:
         self.client: NatsClient | None = None
         self.ended: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self._barrier_subject = ""
+        self._barriers: dict[int, asyncio.Future[None]] = {}
+        self._last_barrier = 0
+
+    async def open(self, client: NatsClient) -> None:
+        """Adopt ``client``: subscribe to its own inbox, where barriers come back."""
+        self.client = client
+        self._barrier_subject = client.new_inbox()
+        await client.subscribe(self._barrier_subject, cb=self._barrier_returned)
 
     def end(self, error: BaseException) -> None:
         if not self.ended.done():
             self.ended.set_result(error)
+        for waiter in self._barriers.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionClosedError())
+
+    async def barrier(self, timeout: float) -> None:
+        """Return once the server has read every command sent on this connection before the call.
+
+        nats-py's ``flush()`` cannot promise that: it writes its PING straight to the socket
+        while SUB and PUB wait in the client's buffer for its flusher task (2.6 to 2.16), so
+        the PONG can come back before the server has read them. Under load a worker announced
+        its subscriptions restored and missed the next message. A message to this connection's
+        own inbox waits in that buffer behind them instead, and the server handles one
+        connection's commands in order, so its echo proves the rest arrived. Raises TimeoutError
+        after ``timeout``, or nats' ConnectionClosedError when the connection ends first.
+        """
+        client = self.client
+        if client is None:
+            raise ConnectionClosedError
+        self._last_barrier += 1
+        token = self._last_barrier
+        waiter = self._barriers[token] = asyncio.get_running_loop().create_future()
+        try:
+            await client.publish(self._barrier_subject, b"%d" % token)
+            async with asyncio.timeout(timeout):
+                await waiter
+        finally:
+            del self._barriers[token]
+
+    async def _barrier_returned(self, msg: Msg) -> None:
+        try:
+            token = int(msg.data)
+        except ValueError:
+            log.warning("ignored a message on this worker's barrier inbox that is not a barrier: %r", msg.data[:64])
+            return
+        waiter = self._barriers.get(token)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class NatsBackend(Backend):
@@ -99,10 +147,12 @@ class NatsBackend(Backend):
         self.callback_errors = 0
         self.backoff = Backoff(backoff_base, backoff_cap)
         self._connect_options = dict(connect_options or {})
+        if self._connect_options.get("no_echo"):
+            # Barriers (see _Session.barrier) are this connection's own messages coming back.
+            raise ValueError("NatsBackend needs its own messages echoed: connect_options no_echo is not supported")
         self._wanted: dict[str, Subscription | None] = {}
         self._listener: BackendListener | None = None
         self._session: _Session | None = None
-        self._client: NatsClient | None = None
         self.presence: NatsPresence = NatsPresence(prefix, self._connected_client)
         self._supervisor: Supervisor[_Session] = Supervisor(
             self,
@@ -145,10 +195,15 @@ class NatsBackend(Backend):
     def subject(self, channel: str) -> str:
         return self.prefix + subject_token(channel)
 
-    def _connected_client(self) -> NatsClient:
-        client = self._client
-        if not self.available or client is None or not client.is_connected:
+    def _connected_session(self) -> _Session:
+        session = self._session
+        if not self.available or session is None or session.client is None or not session.client.is_connected:
             raise BackendUnavailable("NATS is unavailable")
+        return session
+
+    def _connected_client(self) -> NatsClient:
+        client = self._connected_session().client
+        assert client is not None  # checked by _connected_session
         return client
 
     # Lifecycle
@@ -187,10 +242,10 @@ class NatsBackend(Backend):
             name=f"{self.prefix}worker",
             **self._connect_options,
         )
-        session.client = self._client = client
+        await session.open(client)
         for channel in list(self._wanted):
             self._wanted[channel] = await client.subscribe(self.subject(channel), cb=self._handler(channel))
-        await client.flush(timeout=max(1, round(self.connect_timeout)))  # the server has every SUB
+        await session.barrier(self.connect_timeout)  # the server has every SUB
         return session
 
     async def _listen(self, session: _Session) -> BaseException:
@@ -206,7 +261,6 @@ class NatsBackend(Backend):
 
     async def _abandon(self) -> None:
         session, self._session = self._session, None
-        self._client = None
         for channel in self._wanted:
             self._wanted[channel] = None
         if session is not None and session.client is not None and not session.client.is_closed:
@@ -236,13 +290,14 @@ class NatsBackend(Backend):
         """
         if retention is not None:
             raise BackendUnavailable("NATS keeps no room history (history= needs the Redis backend)")
-        client = self._connected_client()
+        session = self._connected_session()
+        assert session.client is not None  # checked by _connected_session
         try:
-            await client.publish(self.subject(channel), data)
-            # nats-py only buffers a publish; the flush's PING/PONG makes it return once the
-            # server has it, as a Redis PUBLISH does, so that publishes from different workers
-            # that follow one another (one after the other's return) reach subscribers in order.
-            await client.flush(timeout=max(1, round(self.connect_timeout)))
+            await session.client.publish(self.subject(channel), data)
+            # nats-py only buffers a publish; the barrier makes it return once the server has
+            # it, as a Redis PUBLISH does, so that publishes from different workers that follow
+            # one another (one after the other's return) reach subscribers in order.
+            await session.barrier(self.connect_timeout)
         except (TimeoutError, NatsError) as err:
             raise BackendUnavailable(f"NATS failed to publish to {channel!r}: {describe_error(err)}") from err
 
@@ -251,12 +306,12 @@ class NatsBackend(Backend):
         if channel in self._wanted:
             return
         self._wanted[channel] = None
-        client = self._client
-        if not self.available or client is None:
+        session = self._session
+        if not self.available or session is None or session.client is None:
             return  # the reconnect subscribes it
         try:
-            self._wanted[channel] = await client.subscribe(self.subject(channel), cb=self._handler(channel))
-            await client.flush(timeout=max(1, round(self.connect_timeout)))
+            self._wanted[channel] = await session.client.subscribe(self.subject(channel), cb=self._handler(channel))
+            await session.barrier(self.connect_timeout)
         except (TimeoutError, NatsError) as err:
             log.debug("SUB %r not confirmed (%s); the reconnect will apply it", channel, describe_error(err))
 
