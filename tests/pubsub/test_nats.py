@@ -6,6 +6,7 @@ JetStream that each test starts on a free port.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import nats
@@ -155,3 +156,25 @@ def test_published_means_on_the_server_even_over_a_slow_link(nats_server: NatsSe
 def test_no_echo_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="no_echo"):
         NatsBackend(connect_options={"no_echo": True})
+
+
+def test_concurrent_publishes_share_barriers_and_each_arrives_once(nats_server: NatsServer) -> None:
+    async def main() -> None:
+        listener = RecordingListener()
+        receiver = NatsBackend.from_url(nats_server.url)
+        sender = NatsBackend.from_url(nats_server.url)
+        try:
+            await receiver.start(listener)
+            await receiver.subscribe("room:a")
+            await sender.start(RecordingListener())
+            await asyncio.gather(*(sender.publish("room:a", b"%d" % n) for n in range(200)))
+            await listener.wait_for(lambda: len(listener.on("room:a")) >= 200, "every message")
+            assert sorted(listener.on("room:a"), key=int) == [b"%d" % n for n in range(200)]
+            assert sender._session is not None
+            # One barrier in flight, the rest waiting for the next: a handful, not 200.
+            assert sender._session._last_token <= 10
+        finally:
+            await sender.stop()
+            await receiver.stop()
+
+    run(main())

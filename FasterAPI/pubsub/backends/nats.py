@@ -63,14 +63,17 @@ def subject_token(channel: str) -> str:
 
 
 class _Session:
-    """One NATS connection, a future that completes when it is lost, and its pending barriers."""
+    """One NATS connection, a future that completes when it is lost, and its barriers."""
 
     def __init__(self) -> None:
         self.client: NatsClient | None = None
         self.ended: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         self._barrier_subject = ""
-        self._barriers: dict[int, asyncio.Future[None]] = {}
-        self._last_barrier = 0
+        self._last_token = 0
+        #: The barrier on its way to the server and back (its token), and the one that will
+        #: follow it, shared by every caller meanwhile: at most one is in flight.
+        self._in_flight: tuple[int, asyncio.Future[None]] | None = None
+        self._next: asyncio.Future[None] | None = None
 
     async def open(self, client: NatsClient) -> None:
         """Adopt ``client``: subscribe to its own inbox, where barriers come back."""
@@ -81,8 +84,10 @@ class _Session:
     def end(self, error: BaseException) -> None:
         if not self.ended.done():
             self.ended.set_result(error)
-        for waiter in self._barriers.values():
-            if not waiter.done():
+        waiting = [self._next, self._in_flight[1] if self._in_flight else None]
+        self._in_flight = self._next = None
+        for waiter in waiting:
+            if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionClosedError())
 
     async def barrier(self, timeout: float) -> None:
@@ -93,21 +98,38 @@ class _Session:
         the PONG can come back before the server has read them. Under load a worker announced
         its subscriptions restored and missed the next message. A message to this connection's
         own inbox waits in that buffer behind them instead, and the server handles one
-        connection's commands in order, so its echo proves the rest arrived. Raises TimeoutError
-        after ``timeout``, or nats' ConnectionClosedError when the connection ends first.
+        connection's commands in order, so its echo proves the rest arrived.
+
+        Callers share barriers (a group commit): with one in flight, later callers wait for the
+        next, sent when it returns; so a burst of publishes costs two round trips, not one each.
+        Raises TimeoutError after ``timeout``, or nats' ConnectionClosedError if the connection
+        ends first.
         """
+        if self._in_flight is None:
+            waiter = await self._send_barrier(asyncio.get_running_loop().create_future())
+        else:
+            if self._next is None:
+                self._next = asyncio.get_running_loop().create_future()
+            waiter = self._next
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(waiter)  # a caller that gives up leaves the barrier to the others
+
+    async def _send_barrier(self, waiter: asyncio.Future[None]) -> asyncio.Future[None]:
+        # Retrieved here, so that a barrier every caller gave up on fails without a log line.
+        waiter.add_done_callback(lambda done: done.cancelled() or done.exception())
         client = self.client
         if client is None:
-            raise ConnectionClosedError
-        self._last_barrier += 1
-        token = self._last_barrier
-        waiter = self._barriers[token] = asyncio.get_running_loop().create_future()
+            waiter.set_exception(ConnectionClosedError())
+            return waiter
+        self._last_token += 1
+        self._in_flight = (self._last_token, waiter)
         try:
-            await client.publish(self._barrier_subject, b"%d" % token)
-            async with asyncio.timeout(timeout):
-                await waiter
-        finally:
-            del self._barriers[token]
+            await client.publish(self._barrier_subject, b"%d" % self._last_token)
+        except Exception as err:
+            self._in_flight = None
+            if not waiter.done():
+                waiter.set_exception(err)
+        return waiter
 
     async def _barrier_returned(self, msg: Msg) -> None:
         try:
@@ -115,9 +137,15 @@ class _Session:
         except ValueError:
             log.warning("ignored a message on this worker's barrier inbox that is not a barrier: %r", msg.data[:64])
             return
-        waiter = self._barriers.get(token)
-        if waiter is not None and not waiter.done():
+        if self._in_flight is None or self._in_flight[0] != token:
+            return  # from a session's past: a barrier that was failed already
+        _, waiter = self._in_flight
+        self._in_flight = None
+        if not waiter.done():
             waiter.set_result(None)
+        following, self._next = self._next, None
+        if following is not None:
+            await self._send_barrier(following)
 
 
 class NatsBackend(Backend):
