@@ -27,7 +27,7 @@ def nats_server_binary() -> str | None:
 class NatsServer(ManagedServer):
     """A nats-server process (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: str = "") -> None:
         binary = nats_server_binary()
         if binary is None:
             raise RuntimeError("nats-server is not installed (Debian package nats-server)")
@@ -35,6 +35,7 @@ class NatsServer(ManagedServer):
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="fasterapi-nats-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self.config = config  # nats-server configuration text (users, permissions); flags win
         atexit.register(self.stop)
 
     @property
@@ -44,6 +45,10 @@ class NatsServer(ManagedServer):
     def start(self, timeout: float = 10.0) -> Self:
         args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.dir / "js")]
         args += ["-l", str(self.dir / "nats.log")]
+        if self.config:
+            config_file = self.dir / "nats.conf"
+            config_file.write_text(self.config)
+            args += ["-c", str(config_file)]
         self.process = start_process(
             args, name=f"nats-server on port {self.port}", ready=self._greets, log_tail=self._log_tail, timeout=timeout
         )

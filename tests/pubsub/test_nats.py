@@ -178,3 +178,48 @@ def test_concurrent_publishes_share_barriers_and_each_arrives_once(nats_server: 
             await receiver.stop()
 
     run(main())
+
+
+#: A user allowed only what a worker needs: its prefix's subjects, JetStream's API (presence is
+#: a KV bucket) and the replies to its own requests. Publishing to _INBOX is not among them, nor
+#: is the room "closed".
+PREFIX_ONLY_USER = """
+authorization {
+  users = [
+    {user: worker, password: secret, permissions: {
+      publish: {allow: ["fasterapi.>", "$JS.API.>", "$KV.>"], deny: ["fasterapi.closed"]},
+      subscribe: ["fasterapi.>", "_INBOX.>"]
+    }}
+  ]
+}
+"""
+
+
+def test_a_user_allowed_only_the_prefix_and_jetstream_is_enough(caplog: pytest.LogCaptureFixture) -> None:
+    server = NatsServer(config=PREFIX_ONLY_USER)
+
+    async def main() -> None:
+        url = f"nats://worker:secret@127.0.0.1:{server.port}"
+        listener = RecordingListener()
+        receiver, sender = NatsBackend.from_url(url), NatsBackend.from_url(url)
+        try:
+            await receiver.start(listener)
+            await receiver.subscribe("room:a")
+            await sender.start(RecordingListener())
+            assert receiver.available and sender.available
+            await sender.publish("room:a", b"hello")
+            await listener.wait_for(lambda: listener.on("room:a") == [b"hello"], "the message")
+            # A refused publish cannot fail the call (the server's refusal is asynchronous), but
+            # it is logged, by the time the publish returns: the barrier came after it.
+            await sender.publish("closed", b"refused")
+            warnings = [r.getMessage().lower() for r in caplog.records if r.levelname == "WARNING"]
+            assert any('permissions violation for publish to "fasterapi.closed"' in w for w in warnings)
+        finally:
+            await sender.stop()
+            await receiver.stop()
+
+    try:
+        server.start()
+        run(main())
+    finally:
+        server.stop()

@@ -10,7 +10,8 @@ our :class:`~._reconnect.Supervisor` keeps the connection instead, for ever, wit
 backoff: a lost connection ends the session, the next one resubscribes every wanted subject
 and waits for the server to confirm (a barrier after the SUBs, see :meth:`_Session.barrier`)
 before the listener hears it is back. nats-py pings every ``health_check_interval`` and drops
-a link that misses two pongs.
+a link that misses two pongs. Each connection also subscribes its own barrier subject,
+``prefix`` + ``barrier.`` + a random id: two tokens, where a room's subject has one.
 
 Room history is not kept on NATS yet (``keeps_history`` is False: ``history=`` needs Redis).
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -28,7 +30,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import ConnectionClosedError
+from nats.errors import ConnectionClosedError, SlowConsumerError
 from nats.errors import Error as NatsError
 
 from ._reconnect import Backoff, Supervisor
@@ -75,11 +77,11 @@ class _Session:
         self._in_flight: tuple[int, asyncio.Future[None]] | None = None
         self._next: asyncio.Future[None] | None = None
 
-    async def open(self, client: NatsClient) -> None:
-        """Adopt ``client``: subscribe to its own inbox, where barriers come back."""
+    async def open(self, client: NatsClient, barrier_subject: str) -> None:
+        """Adopt ``client``: subscribe to ``barrier_subject`` (its own), where barriers come back."""
         self.client = client
-        self._barrier_subject = client.new_inbox()
-        await client.subscribe(self._barrier_subject, cb=self._barrier_returned)
+        self._barrier_subject = barrier_subject
+        await client.subscribe(barrier_subject, cb=self._barrier_returned)
 
     def end(self, error: BaseException) -> None:
         if not self.ended.done():
@@ -97,7 +99,7 @@ class _Session:
         while SUB and PUB wait in the client's buffer for its flusher task (2.6 to 2.16), so
         the PONG can come back before the server has read them. Under load a worker announced
         its subscriptions restored and missed the next message. A message to this connection's
-        own inbox waits in that buffer behind them instead, and the server handles one
+        own subject waits in that buffer behind them instead, and the server handles one
         connection's commands in order, so its echo proves the rest arrived.
 
         Callers share barriers (a group commit): with one in flight, later callers wait for the
@@ -135,7 +137,7 @@ class _Session:
         try:
             token = int(msg.data)
         except ValueError:
-            log.warning("ignored a message on this worker's barrier inbox that is not a barrier: %r", msg.data[:64])
+            log.warning("ignored a message on this worker's barrier subject that is not a barrier: %r", msg.data[:64])
             return
         if self._in_flight is None or self._in_flight[0] != token:
             return  # from a session's past: a barrier that was failed already
@@ -256,7 +258,13 @@ class NatsBackend(Backend):
             session.end(ConnectionError("the NATS connection was lost"))
 
         async def error(err: Exception) -> None:
-            log.debug("NATS error: %s", describe_error(err))
+            # A refused SUB or PUB (the user's permissions) and messages nats-py dropped for a
+            # full subscription queue lose messages without ending the connection: say so.
+            # The rest (EOF and the like) end the session, which the supervisor reports.
+            if isinstance(err, SlowConsumerError) or "permissions violation" in str(err).lower():
+                log.warning("NATS: %s", describe_error(err))
+            else:
+                log.debug("NATS error: %s", describe_error(err))
 
         client = await nats.connect(
             self.servers,
@@ -270,7 +278,9 @@ class NatsBackend(Backend):
             name=f"{self.prefix}worker",
             **self._connect_options,
         )
-        await session.open(client)
+        # Under the prefix, which the worker may already use (a user allowed only the prefix's
+        # subjects could not publish to _INBOX); two tokens there, where a room has one.
+        await session.open(client, f"{self.prefix}barrier.{uuid.uuid4().hex}")
         for channel in list(self._wanted):
             self._wanted[channel] = await client.subscribe(self.subject(channel), cb=self._handler(channel))
         await session.barrier(self.connect_timeout)  # the server has every SUB
