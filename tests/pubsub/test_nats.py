@@ -116,10 +116,12 @@ def test_subscribed_means_on_the_server_even_over_a_slow_link(nats_server: NatsS
                 await publisher.flush()
                 await listener.wait_for(lambda: listener.on("room:a") == [b"right after subscribe"], "the message")
 
+                await publisher.close()
                 nats_server.restart()  # the worker resubscribes over the same slow link
                 await listener.wait_for(lambda: listener.events == ["lost", "restored"], "the restore", timeout=30)
+                publisher = await nats.connect(nats_server.url)  # a client of its own, not nats-py's reconnect
                 await publisher.publish(worker.subject("room:a"), b"right after the restore")
-                await publisher.flush(timeout=10)
+                await publisher.flush()
                 await listener.wait_for(lambda: b"right after the restore" in listener.on("room:a"), "the message")
             finally:
                 await worker.stop()
