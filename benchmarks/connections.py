@@ -82,6 +82,7 @@ from benchmarks.fanout import (  # noqa: E402
     warm_up_connections,
     write_json,
 )
+from FasterAPI.server.admission import connection_limit  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -193,9 +194,10 @@ def raise_nofile(receivers: int) -> int:
 
 
 def receivers_that_fit(limit: int, client_procs: int) -> int:
-    """The most receivers whose sockets fit ``limit`` open files per process: a worker's even
-    share with 5% to spare (the workers' shares differ a little), and a client process's."""
-    per_worker = int((limit - NOFILE_MARGIN) * 0.95) * fanout.WORKERS
+    """The most receivers whose sockets fit ``limit`` open files per process: as many as the
+    workers accept (a FasterAPI worker stops short of its limit, keeping a reserve; the same
+    share keeps a peer's even share clear of its limit), and a client process's."""
+    per_worker = connection_limit(limit, NOFILE_MARGIN) * fanout.WORKERS
     per_clients = (limit - NOFILE_MARGIN) * client_procs
     return max(0, min(per_worker, per_clients) // 1000 * 1000)
 

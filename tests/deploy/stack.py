@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,11 +301,12 @@ def fasterapi_run(
     start_timeout: float = 20,
     ready_path: str = "/healthz",
     env: Mapping[str, str] | None = None,
+    open_files: int | None = None,
 ) -> Iterator[Served]:
     """``fasterapi run APP --port P *args`` from the repository root, as a user runs it.
 
     Yields once ``ready_path`` answers 200; stops the whole process group afterwards. ``env``
-    adds to what the command inherits.
+    adds to what the command inherits; ``open_files`` sets its open-files limit (soft and hard).
     """
     port = free_port()
     fd, name = tempfile.mkstemp(prefix="fasterapi-run-", suffix=".log")
@@ -322,7 +324,7 @@ def fasterapi_run(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(),
+            preexec_fn=_preexec(open_files),
         )
     served = Served(process, port, Path(name))
     try:
@@ -341,6 +343,20 @@ def fasterapi_run(
         stop_process_group(process, signal.SIGTERM)
         with contextlib.suppress(OSError):
             os.unlink(name)
+
+
+def _preexec(open_files: int | None) -> Callable[[], None] | None:
+    """Between fork and exec: die with this process, and take ``open_files`` as the limit."""
+    die = die_with_parent()
+    if open_files is None:
+        return die
+
+    def preexec() -> None:
+        if die is not None:
+            die()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    return preexec
 
 
 # -- small HTTP helpers -----------------------------------------------------------------------
