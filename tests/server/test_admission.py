@@ -87,21 +87,34 @@ def listening() -> Iterator[socket.socket]:
     sock.close()
 
 
+class Gated:
+    """A real server on ``listening`` whose connections an Admission of ``limit`` counts."""
+
+    def __init__(self) -> None:
+        self.connections = AdmittedConnections()
+        self.made: asyncio.Queue[Accepted] = asyncio.Queue()
+        self.servers: list[asyncio.AbstractServer] = []
+
+    @classmethod
+    async def start(cls, listening: socket.socket, limit: int) -> tuple[Gated, Admission]:
+        gated = cls()
+        gated.servers.append(await gated.listen(listening))
+        admission = gated.connections.admission = Admission(limit, gated.servers, gated.listen)
+        return gated, admission
+
+    async def listen(self, sock: socket.socket) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(lambda: Accepted(self.connections, self.made), sock=sock)
+
+
 @on_each_loop
 def test_at_the_limit_connections_wait_in_the_backlog_until_there_is_room(
     listening: socket.socket, new_loop: Callable[[], asyncio.AbstractEventLoop]
 ) -> None:
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        connections = AdmittedConnections()
-        made: asyncio.Queue[Accepted] = asyncio.Queue()
         address = listening.getsockname()
-
-        async def listen(sock: socket.socket) -> asyncio.AbstractServer:
-            return await loop.create_server(lambda: Accepted(connections, made), sock=sock)
-
-        servers = [await listen(listening)]
-        admission = connections.admission = Admission(3, servers, listen)
+        gated, admission = await Gated.start(listening, 3)
+        connections, made, servers = gated.connections, gated.made, gated.servers
         assert admission.resume_below == 2
         clients: list[socket.socket] = []
         try:
@@ -143,16 +156,9 @@ def test_closing_while_paused_never_listens_again(
     listening: socket.socket, new_loop: Callable[[], asyncio.AbstractEventLoop]
 ) -> None:
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        connections = AdmittedConnections()
-        made: asyncio.Queue[Accepted] = asyncio.Queue()
         port = listening.getsockname()[1]
-
-        async def listen(sock: socket.socket) -> asyncio.AbstractServer:
-            return await loop.create_server(lambda: Accepted(connections, made), sock=sock)
-
-        servers = [await listen(listening)]
-        admission = connections.admission = Admission(1, servers, listen)
+        gated, admission = await Gated.start(listening, 1)
+        connections, made = gated.connections, gated.made
         client = socket.create_connection(("127.0.0.1", port))
         try:
             first = await asyncio.wait_for(made.get(), TIMEOUT)
