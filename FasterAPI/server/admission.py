@@ -20,7 +20,7 @@ the listen backlog) before the first is counted, so a burst can pass the limit b
 The limit is the soft open-files limit, minus the files open when the worker started (the
 app, its backend connections), minus a reserve of 256 plus 2% of the limit for what the
 worker opens later. ``fasterapi run`` and ``deploy/gunicorn.conf.py`` raise the soft limit to
-the hard one first (:mod:`.files`).
+the hard one first; :mod:`.files` reads both numbers.
 """
 
 from __future__ import annotations
@@ -32,11 +32,6 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
-
-try:
-    import resource
-except ImportError:  # Windows: no rlimits
-    resource = None  # type: ignore[assignment]
 
 __all__ = ["Admission", "AdmissionState", "AdmittedConnections", "connection_limit"]
 
@@ -54,24 +49,6 @@ def connection_limit(soft_limit: int, open_files: int) -> int:
     """The connections a worker accepts: its open-files limit less those open and a reserve."""
     reserve = RESERVE_FILES + int(soft_limit * RESERVE_SHARE)
     return max(1, soft_limit - open_files - reserve)
-
-
-def open_file_limit() -> int | None:
-    """This process's soft ``RLIMIT_NOFILE``; None where there is none (Windows, unlimited)."""
-    if resource is None:
-        return None
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return None if soft == resource.RLIM_INFINITY else soft
-
-
-def open_files() -> int:
-    """How many files this process has open (64, a guess, where the system does not say)."""
-    for directory in ("/proc/self/fd", "/dev/fd"):
-        try:
-            return len(os.listdir(directory))
-        except OSError:
-            continue
-    return 64
 
 
 class AdmissionState(enum.Enum):
@@ -120,7 +97,9 @@ class Admission:
         self.state = AdmissionState.CLOSED
         if self._resuming is not None:
             self._resuming.cancel()
-        self._close_kept()
+        for sock in self._kept:
+            sock.close()
+        self._kept = []
 
     def _pause(self, connections: int) -> None:
         self._kept = [_duplicate(sock) for server in self._servers for sock in server.sockets or ()]
@@ -156,11 +135,6 @@ class Admission:
         logger.info("Accepting connections again")
         self.counted(self._connections)  # connections the first resumed listener took meanwhile
 
-    def _close_kept(self) -> None:
-        for sock in self._kept:
-            sock.close()
-        self._kept = []
-
 
 def _duplicate(sock: Any) -> socket.socket:
     """A socket of our own on the same listening socket (a server closes the one it has)."""
@@ -181,15 +155,16 @@ class AdmittedConnections(set[Any]):
 
     def add(self, connection: Any) -> None:
         super().add(connection)
-        if self.admission is not None:
-            self.admission.counted(len(self))
+        self._changed()
 
     def discard(self, connection: Any) -> None:
         super().discard(connection)
-        if self.admission is not None:
-            self.admission.counted(len(self))
+        self._changed()
 
     def remove(self, connection: Any) -> None:
         super().remove(connection)
+        self._changed()
+
+    def _changed(self) -> None:
         if self.admission is not None:
             self.admission.counted(len(self))

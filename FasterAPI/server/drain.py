@@ -26,7 +26,8 @@ from uvicorn.server import Server
 
 from ..config import ServerConfig
 from . import compat
-from .admission import Admission, AdmittedConnections, connection_limit, open_file_limit, open_files
+from .admission import Admission, AdmittedConnections, connection_limit
+from .files import open_file_limit, open_files
 
 #: uvicorn's logger for the server's life: uvicorn and our gunicorn worker show its INFO lines.
 logger = logging.getLogger("uvicorn.error")
@@ -39,7 +40,7 @@ class FasterServer(Server):
     def __init__(self, *args: Any, drain_window: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.drain_window = ServerConfig.load({"drain_window": drain_window}).drain_window
-        self.server_state.connections = AdmittedConnections()
+        self.connections = self.server_state.connections = AdmittedConnections()
         self.admission: Admission | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -49,11 +50,8 @@ class FasterServer(Server):
         file_limit = open_file_limit()
         if file_limit is not None:
             limit = connection_limit(file_limit, open_files())
-            self.admission = Admission(limit, self.servers, self._listen)
-            connections = self.server_state.connections
-            assert isinstance(connections, AdmittedConnections)
-            connections.admission = self.admission
-            self.admission.counted(len(connections))
+            self.admission = self.connections.admission = Admission(limit, self.servers, self._listen)
+            self.admission.counted(len(self.connections))
             logger.info("Accepting at most %d connections (open-files limit %d)", limit, file_limit)
         # Everything alive now (modules, the app, the hub) lives as long as the worker: move
         # it out of the collector's reach, so full collections under load scan only what

@@ -4,19 +4,21 @@ A worker at its soft ``RLIMIT_NOFILE`` refuses new connections (``accept`` fails
 EMFILE), while the hard limit a process may raise itself to is usually far higher.
 ``fasterapi run`` and ``deploy/gunicorn.conf.py`` (in the master, so every worker inherits
 it) raise the soft limit to the hard one at start with :func:`raise_open_file_limit`, and
-log both numbers.
+log both numbers. :func:`open_file_limit` and :func:`open_files` tell a worker where it
+stands (:mod:`.admission` keeps a reserve below the limit).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 try:
     import resource
 except ImportError:  # Windows: no rlimits
     resource = None  # type: ignore[assignment]
 
-__all__ = ["FileLimit", "raise_open_file_limit"]
+__all__ = ["FileLimit", "open_file_limit", "open_files", "raise_open_file_limit"]
 
 #: Linux caps the soft limit at ``fs.nr_open`` even when the hard limit is unlimited.
 _NR_OPEN = "/proc/sys/fs/nr_open"
@@ -55,6 +57,24 @@ def raise_open_file_limit() -> FileLimit | None:
     except (ValueError, OSError) as error:
         return FileLimit(soft, soft, hard, error=str(error))
     return FileLimit(soft, target, hard)
+
+
+def open_file_limit() -> int | None:
+    """This process's soft ``RLIMIT_NOFILE``; None where there is none (Windows, unlimited)."""
+    if resource is None:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def open_files() -> int:
+    """How many files this process has open (64, a guess, where the system does not say)."""
+    for directory in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(directory))
+        except OSError:
+            continue
+    return 64
 
 
 def _nr_open() -> int:
